@@ -1,0 +1,282 @@
+"""Write paths for instruments and provider accounts.
+
+Admin actions, list edits and commands call these; none of them writes models directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from feeds.instruments.records import InstrumentRecord, InstrumentType, LinkResult, RowError
+from feeds.models import (
+    UPSTOX_DEFAULT_MODE_LIMITS,
+    Instrument,
+    Provider,
+    ProviderAccount,
+    Tier,
+)
+
+# Fields an import owns. Operator fields (tier, priority, enabled, data_mode) are not here,
+# so a re-import never undoes an admin's choices.
+MASTER_FIELDS = (
+    "exchange",
+    "segment",
+    "instrument_type",
+    "name",
+    "isin",
+    "exchange_token",
+    "underlying",
+    "tick_size",
+    "lot_size",
+    "expiry",
+    "strike",
+    "option_type",
+    "fyers_symbol",
+    "fyers_token",
+    "upstox_key",
+    "upstox_trading_symbol",
+)
+IDENTITY_FIELDS = ("fyers_symbol", "fyers_token", "upstox_key")
+BULK_BATCH = 1000
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    unmatched: dict[str, int] = field(default_factory=dict)  # provider -> count
+    rejected: list[RowError] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)  # "KEY: field 'value'" taken over
+
+
+def _record_fields(record: InstrumentRecord) -> dict[str, Any]:
+    return {
+        "exchange": record.exchange.value,
+        "segment": record.segment.value,
+        "instrument_type": record.instrument_type.value,
+        "name": record.name,
+        "isin": record.isin,
+        "exchange_token": record.exchange_token,
+        "underlying": record.underlying,
+        "tick_size": record.tick_size,
+        "lot_size": record.lot_size,
+        "expiry": record.expiry,
+        "strike": record.strike,
+        "option_type": record.option_type.value if record.option_type else "",
+        "fyers_symbol": record.fyers_symbol,
+        "fyers_token": record.fyers_token,
+        "upstox_key": record.upstox_key,
+        "upstox_trading_symbol": record.upstox_trading_symbol,
+    }
+
+
+def instruments_import(
+    *,
+    linked: LinkResult,
+    dry_run: bool = False,
+    progress: Callable[[Iterable[InstrumentRecord]], Iterable[InstrumentRecord]] | None = None,
+) -> ImportSummary:
+    """Upsert linked master records by canonical key, in one transaction.
+
+    Idempotent: a record whose master fields already match is left alone (its
+    ``updated_at`` does not move). Instruments missing from the masters are kept, since
+    assignments and validation history point at them. A provider identity (fytoken, FYERS
+    symbol, Upstox key) that a record claims from another instrument is released from that
+    one first; exchanges reuse tokens after expiry.
+    """
+    summary = ImportSummary(rejected=list(linked.rejected))
+    for item in linked.unmatched:
+        summary.unmatched[item.provider] = summary.unmatched.get(item.provider, 0) + 1
+
+    with transaction.atomic():
+        existing = {inst.key: inst for inst in Instrument.objects.select_for_update()}
+        to_create: list[Instrument] = []
+        to_update: list[Instrument] = []
+        identity_moves: list[Instrument] = []
+        records = linked.records if progress is None else progress(linked.records)
+        for record in records:
+            values = _record_fields(record)
+            inst = existing.get(record.key)
+            if inst is None:
+                to_create.append(Instrument(key=record.key, **values))
+                continue
+            changed = [name for name, value in values.items() if getattr(inst, name) != value]
+            if changed:
+                for name in changed:
+                    setattr(inst, name, values[name])
+                to_update.append(inst)
+                if any(name in IDENTITY_FIELDS for name in changed):
+                    identity_moves.append(inst)
+            else:
+                summary.unchanged += 1
+
+        releases = _identity_releases(
+            existing=existing, claimed_by={r.key: _record_fields(r) for r in linked.records}
+        )
+        summary.released = [f"{inst.key}: {name} {value!r}" for inst, name, value in releases]
+        summary.created = len(to_create)
+        summary.updated = len(to_update)
+
+        for inst, name, _value in releases:
+            setattr(inst, name, "")
+        released_rows = {id(inst): inst for inst, _n, _v in releases}
+        if released_rows:
+            Instrument.objects.bulk_update(
+                released_rows.values(), IDENTITY_FIELDS, batch_size=BULK_BATCH
+            )
+        if identity_moves:
+            # Blank first, so that identities swapped between updated rows never collide.
+            Instrument.objects.bulk_update(
+                [_blank_identities(inst) for inst in identity_moves],
+                IDENTITY_FIELDS,
+                batch_size=BULK_BATCH,
+            )
+        if to_update:
+            now = timezone.now()  # bulk_update skips auto_now
+            for inst in to_update:
+                inst.updated_at = now
+            Instrument.objects.bulk_update(
+                to_update, [*MASTER_FIELDS, "updated_at"], batch_size=BULK_BATCH
+            )
+        if to_create:
+            Instrument.objects.bulk_create(to_create, batch_size=BULK_BATCH)
+        if dry_run:
+            transaction.set_rollback(True)
+    return summary
+
+
+def _identity_releases(
+    *, existing: dict[str, Instrument], claimed_by: dict[str, dict[str, Any]]
+) -> list[tuple[Instrument, str, str]]:
+    """Identities held by instruments outside this import but claimed by a record."""
+    releases = []
+    for name in IDENTITY_FIELDS:
+        claims = {values[name]: key for key, values in claimed_by.items() if values[name]}
+        for key, inst in existing.items():
+            value = getattr(inst, name)
+            if key not in claimed_by and value and claims.get(value, key) != key:
+                releases.append((inst, name, value))
+    return releases
+
+
+def _blank_identities(inst: Instrument) -> Instrument:
+    blank = Instrument(pk=inst.pk)
+    for name in IDENTITY_FIELDS:
+        setattr(blank, name, "")
+    return blank
+
+
+def instruments_set_tier(*, instrument_ids: Iterable[int], tier: str) -> int:
+    """Move instruments to a tier; returns how many changed."""
+    if tier not in Tier.values:
+        raise ValueError(f"unknown tier {tier!r}")
+    return (
+        Instrument.objects.filter(pk__in=list(instrument_ids)).exclude(tier=tier).update(tier=tier)
+    )
+
+
+def instruments_set_enabled(*, instrument_ids: Iterable[int], enabled: bool) -> int:
+    """Enable or disable instruments; returns how many changed."""
+    return (
+        Instrument.objects.filter(pk__in=list(instrument_ids))
+        .exclude(enabled=enabled)
+        .update(enabled=enabled)
+    )
+
+
+def instrument_update(*, instrument: Instrument, changes: dict[str, Any]) -> Instrument:
+    """Apply operator edits (tier, priority, enabled, data mode…) with model validation."""
+    for name, value in changes.items():
+        setattr(instrument, name, value)
+    instrument.full_clean()
+    instrument.save(update_fields=[*changes, "updated_at"] if instrument.pk else None)
+    return instrument
+
+
+def provider_account_create(
+    *,
+    provider: str,
+    label: str,
+    max_connections: int | None = None,
+    max_symbols_per_connection: int | None = None,
+    token_env: str | None = None,
+    enabled: bool = True,
+) -> ProviderAccount:
+    """Create an account with the provider's documented defaults for anything not given."""
+    if provider == Provider.FYERS:
+        defaults = settings.FYERS
+        cap = defaults["SYMBOLS_PER_CONNECTION"]
+        mode_limits: dict[str, dict[str, int]] = {}
+    elif provider == Provider.UPSTOX:
+        defaults = settings.UPSTOX
+        cap = UPSTOX_DEFAULT_MODE_LIMITS["ltpc"]["individual"]
+        mode_limits = {mode: dict(pair) for mode, pair in UPSTOX_DEFAULT_MODE_LIMITS.items()}
+    else:
+        raise ValueError(f"unknown provider {provider!r}")
+    account = ProviderAccount(
+        provider=provider,
+        label=label,
+        enabled=enabled,
+        max_connections=max_connections or defaults["MAX_CONNECTIONS"],
+        max_symbols_per_connection=max_symbols_per_connection or cap,
+        mode_limits=mode_limits,
+        token_env=token_env or defaults["TOKEN_ENV"],
+    )
+    account.full_clean()
+    account.save()
+    return account
+
+
+def provider_accounts_ensure_defaults() -> list[ProviderAccount]:
+    """One account per provider when none exists yet (the simulators' by default)."""
+    created = []
+    for provider in Provider.values:
+        if not ProviderAccount.objects.filter(provider=provider).exists():
+            created.append(provider_account_create(provider=provider, label="primary"))
+    return created
+
+
+# The embedded default's starter watchlist: enough to see every path work on first run.
+STARTER_CRITICAL = ("NSE:NIFTY50", "NSE:NIFTYBANK", "BSE:SENSEX")
+STARTER_HIGH_FREQUENCY = ("NSE:SBIN", "NSE:RELIANCE")
+STARTER_EQUITIES = 150
+
+
+@transaction.atomic
+def instruments_enable_starter_set() -> int:
+    """Enable indices, index futures and some equities, with tiers; returns how many.
+
+    Run once after the first sample import so that a new user sees ticks flowing.
+    """
+    indices = Instrument.objects.filter(instrument_type=InstrumentType.INDEX)
+    futures = Instrument.objects.filter(instrument_type=InstrumentType.FUT)
+    equities = Instrument.objects.filter(instrument_type=InstrumentType.EQ).order_by("key")
+    chosen = (
+        set(indices.values_list("pk", flat=True))
+        | set(futures.values_list("pk", flat=True))
+        | set(equities.values_list("pk", flat=True)[:STARTER_EQUITIES])
+        | set(
+            Instrument.objects.filter(key__in=STARTER_HIGH_FREQUENCY).values_list("pk", flat=True)
+        )
+    )
+    instruments_set_enabled(instrument_ids=chosen, enabled=True)
+    instruments_set_tier(
+        instrument_ids=futures.values_list("pk", flat=True), tier=Tier.HIGH_FREQUENCY
+    )
+    instruments_set_tier(
+        instrument_ids=Instrument.objects.filter(key__in=STARTER_HIGH_FREQUENCY).values_list(
+            "pk", flat=True
+        ),
+        tier=Tier.HIGH_FREQUENCY,
+    )
+    critical = Instrument.objects.filter(key__in=STARTER_CRITICAL)
+    instruments_set_tier(instrument_ids=critical.values_list("pk", flat=True), tier=Tier.CRITICAL)
+    critical.update(priority=100)
+    return len(chosen)

@@ -1,0 +1,213 @@
+"""Settings for the market-data hub.
+
+Everything comes from the environment through django-environ, and nothing is required:
+with no variables set the hub runs in *embedded mode* (SQLite, in-process channel layer,
+local-memory cache, in-process Celery, the local provider simulators). Setting ``REDIS_URL``
+switches to the production shape (channels-redis, Redis cache, Redis broker). Every variable
+is documented in the README.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mdproject.env import BASE_DIR, env, secret_key_from_file
+
+# --- Core -----------------------------------------------------------------------------------
+
+# Local state of the embedded default: SQLite file, generated secret key, static files.
+VAR_DIR = Path(env.str("MDHUB_VAR_DIR", default=str(BASE_DIR / "var")))
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="") or secret_key_from_file(VAR_DIR / "secret_key")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",  # first, so `runserver` is Daphne's ASGI server
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_celery_beat",
+    "feeds",
+    "validation",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mdproject.urls"
+ASGI_APPLICATION = "mdproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The feed worker, Daphne and Celery share the file: WAL lets readers run beside a
+    # writer, IMMEDIATE transactions avoid "database is locked" on lock upgrades.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis or embedded ----------------------------------------------------------------------
+
+REDIS_URL = env.str("REDIS_URL", default="")
+EMBEDDED_MODE = not REDIS_URL
+
+if EMBEDDED_MODE:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 1000, "expiry": 60},
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "mdhub",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
+else:
+    # Pub/sub layer: one PUBLISH per group_send and ~6x the core layer's throughput with no
+    # silent capacity drops (shared/notes/channels-layer-facts.md §2). Its per-consumer queues
+    # are unbounded, so consumers conflate and bound what they hold themselves.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "mdhub"},
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "mdhub",
+        }
+    }
+
+# --- Celery ---------------------------------------------------------------------------------
+
+# Embedded mode: an in-memory broker, so a worker started inside the run command needs no
+# outside service. With REDIS_URL, Redis is the broker and workers are separate processes.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "Asia/Kolkata"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TASK_TIME_LIMIT = 120
+CELERY_RESULT_EXPIRES = 3600
+
+# --- Auth, i18n, static ---------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+
+LANGUAGE_CODE = "en-in"
+TIME_ZONE = "Asia/Kolkata"  # exchange time; stored datetimes are UTC (USE_TZ)
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"  # filled by collectstatic (scripts/run.sh)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every start without it
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# --- Security (production switches; the embedded default serves plain HTTP on loopback) -----
+
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+X_FRAME_OPTIONS = "DENY"
+
+# --- Logging --------------------------------------------------------------------------------
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+# --- Providers ------------------------------------------------------------------------------
+# Base URLs default to the local simulators. Tokens are never settings: a ProviderAccount
+# names the environment variable that holds its token, read only when connecting.
+
+FYERS = {
+    # Real: https://api-t1.fyers.in and wss://socket.fyers.in/hsm/v1-5/prod
+    "API_URL": env.str("FYERS_API_URL", default="http://127.0.0.1:8765"),
+    "SOCKET_URL": env.str("FYERS_SOCKET_URL", default="ws://127.0.0.1:8765/hsm/v1-5/prod"),
+    # Topics per socket for the pool. FYERS now documents 5000 per API key; the design caps
+    # each connection at 200 so that many connections share the load.
+    "SYMBOLS_PER_CONNECTION": env.int("FYERS_SYMBOLS_PER_CONNECTION", default=200),
+    "MAX_CONNECTIONS": env.int("FYERS_MAX_CONNECTIONS", default=10),
+    "TOKEN_ENV": env.str("FYERS_TOKEN_ENV", default="FYERS_ACCESS_TOKEN"),
+    "RATE_PER_SECOND": env.int("FYERS_RATE_PER_SECOND", default=10),
+    "RATE_PER_MINUTE": env.int("FYERS_RATE_PER_MINUTE", default=200),
+}
+
+UPSTOX = {
+    # Real: https://api.upstox.com and wss://api.upstox.com/v3/feed/market-data-feed
+    "API_URL": env.str("UPSTOX_API_URL", default="http://127.0.0.1:8770"),
+    "FEED_URL": env.str("UPSTOX_FEED_URL", default="ws://127.0.0.1:8770/v3/feed/market-data-feed"),
+    # 2 connections per user on the normal plan, 5 on Upstox Plus (providers/UPSTOX.md §7.1).
+    "MAX_CONNECTIONS": env.int("UPSTOX_MAX_CONNECTIONS", default=2),
+    "TOKEN_ENV": env.str("UPSTOX_TOKEN_ENV", default="UPSTOX_ACCESS_TOKEN"),
+    "RATE_PER_SECOND": env.int("UPSTOX_RATE_PER_SECOND", default=50),
+    "RATE_PER_MINUTE": env.int("UPSTOX_RATE_PER_MINUTE", default=500),
+}
+
+# --- Instrument masters ---------------------------------------------------------------------
+
+# Loaded by `setup_hub` on first run of the embedded default.
+SAMPLE_MASTERS_DIR = BASE_DIR / "feeds" / "instruments" / "sample_data"
