@@ -186,7 +186,7 @@ LOGGING = {
 FYERS = {
     # Real: https://api-t1.fyers.in and wss://socket.fyers.in/hsm/v1-5/prod
     "API_URL": env.str("FYERS_API_URL", default="http://127.0.0.1:8765"),
-    "SOCKET_URL": env.str("FYERS_SOCKET_URL", default="ws://127.0.0.1:8765/hsm/v1-5/prod"),
+    "SOCKET_URL": env.str("FYERS_SOCKET_URL", default="ws://127.0.0.1:8766/hsm/v1-5/prod"),
     # Topics per socket for the pool. FYERS now documents 5000 per API key; the design caps
     # each connection at 200 so that many connections share the load.
     "SYMBOLS_PER_CONNECTION": env.int("FYERS_SYMBOLS_PER_CONNECTION", default=200),
@@ -199,7 +199,7 @@ FYERS = {
 UPSTOX = {
     # Real: https://api.upstox.com and wss://api.upstox.com/v3/feed/market-data-feed
     "API_URL": env.str("UPSTOX_API_URL", default="http://127.0.0.1:8770"),
-    "FEED_URL": env.str("UPSTOX_FEED_URL", default="ws://127.0.0.1:8770/v3/feed/market-data-feed"),
+    "FEED_URL": env.str("UPSTOX_FEED_URL", default="ws://127.0.0.1:8771/v3/feed/market-data-feed"),
     # 2 connections per user on the normal plan, 5 on Upstox Plus (providers/UPSTOX.md §7.1).
     "MAX_CONNECTIONS": env.int("UPSTOX_MAX_CONNECTIONS", default=2),
     "TOKEN_ENV": env.str("UPSTOX_TOKEN_ENV", default="UPSTOX_ACCESS_TOKEN"),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+from typing import NamedTuple
 
 
 class ProviderName(StrEnum):
@@ -19,14 +20,19 @@ class ProviderName(StrEnum):
     UPSTOX = "upstox"
 
 
-@dataclass(slots=True, frozen=True)
-class DepthLevel:
+class DepthLevel(NamedTuple):
+    # A tuple, not a dataclass: decoders build dozens per depth tick (4x cheaper).
     price: int  # same scale as the tick
     qty: int
     orders: int | None = None  # FYERS carries order counts; Upstox does not
 
 
-@dataclass(slots=True)
+_new_object = object.__new__
+
+
+# Not slotted on purpose: the defaults stay on the class, so ``Tick.bare`` can make a tick by
+# setting only the fields a frame carries (about 2.5x cheaper than the full constructor).
+@dataclass(eq=True)
 class Tick:
     provider: ProviderName
     symbol: str  # the provider's own form: "NSE:SBIN-EQ", "NSE_EQ|INE062A01020"
@@ -61,6 +67,17 @@ class Tick:
     gamma: float | None = None
     vega: float | None = None
     rho: float | None = None
+
+    @classmethod
+    def bare(cls, provider: ProviderName, symbol: str, ltp: int, scale: int, recv_ns: int) -> Tick:
+        """A tick with only the required fields set; the hot decode paths add the rest."""
+        tick = _new_object(cls)
+        tick.provider = provider
+        tick.symbol = symbol
+        tick.ltp = ltp
+        tick.scale = scale
+        tick.recv_ns = recv_ns
+        return tick
 
     def price(self, value: int | None = None) -> Decimal | None:
         """A price field as an exact Decimal (the LTP when no value is given)."""

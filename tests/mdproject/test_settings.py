@@ -53,9 +53,9 @@ def test_no_environment_gives_embedded_defaults(tmp_path):
     assert "localhost" in loaded["hosts"]
     # Provider defaults point at the local simulators and carry the documented caps.
     assert loaded["fyers"]["API_URL"] == "http://127.0.0.1:8765"
-    assert loaded["fyers"]["SOCKET_URL"].startswith("ws://127.0.0.1:8765/")
+    assert loaded["fyers"]["SOCKET_URL"] == "ws://127.0.0.1:8766/hsm/v1-5/prod"
     assert loaded["fyers"]["SYMBOLS_PER_CONNECTION"] == 200
-    assert loaded["upstox"]["FEED_URL"] == "ws://127.0.0.1:8770/v3/feed/market-data-feed"
+    assert loaded["upstox"]["FEED_URL"] == "ws://127.0.0.1:8771/v3/feed/market-data-feed"
     assert loaded["fyers"]["RATE_PER_SECOND"] == 10
     assert loaded["upstox"]["RATE_PER_MINUTE"] == 500
 
