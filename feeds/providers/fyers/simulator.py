@@ -310,6 +310,9 @@ class FyersSimulator(ProviderSimulator):
         return web.json_response({"s": "ok", "message": "", "d": {symbol: entry}})
 
     async def market_status(self, request: web.Request) -> web.Response:
+        auth = self._rest_auth(request)
+        if isinstance(auth, web.Response):
+            return auth
         status = "OPEN" if self.hub.model.market_open else "CLOSED"
         segments = [(10, 10), (10, 11), (10, 12), (12, 10), (12, 11), (11, 20)]
         return web.json_response(

@@ -253,12 +253,26 @@ class ProviderSimulator:
         return closed
 
     def fault_stall(self, which: str | int, seconds: float) -> int:
+        """Freeze sockets: open, but nothing sent and nothing read, so not even WebSocket
+        pongs come back (a hung server, not just a quiet market)."""
         conns = self.targets(which)
+        loop = asyncio.get_running_loop()
         for conn in conns:
             self.hub.faults.record(
                 ConnectionFault.STALL, self.provider, detail=f"connection {conn.id} {seconds:g}s"
             )
             conn.stalled_until = time.monotonic() + seconds
+            transport = conn.socket.transport
+            transport.pause_reading()
+            loop.call_later(seconds, _resume_reading, transport)
+        return len(conns)
+
+    def fault_inject(self, which: str | int, frame: bytes) -> int:
+        """Send raw bytes (a malformed frame, say) down the sockets, in stream order."""
+        conns = self.targets(which)
+        for conn in conns:
+            self.hub.faults.record("inject_frame", self.provider, detail=f"{len(frame)} bytes")
+            self.send(conn, frame)
         return len(conns)
 
     async def fault_expire_tokens(self, value: str | None = None) -> int:
@@ -271,6 +285,11 @@ class ProviderSimulator:
                 await conn.socket.close(1008, "token expired")
                 dropped += 1
         return dropped
+
+
+def _resume_reading(transport: asyncio.Transport) -> None:
+    if not transport.is_closing():
+        transport.resume_reading()
 
 
 # --- the hub -----------------------------------------------------------------------------
@@ -390,6 +409,12 @@ def control_routes(simulator: ProviderSimulator) -> list[web.RouteDef]:
             count = await simulator.fault_close(which, clean=False)
         elif action == "stall":
             count = simulator.fault_stall(which, float(data.get("seconds", 30)))
+        elif action == "inject":
+            try:
+                frame = bytes.fromhex(data.get("hex", ""))
+            except ValueError:
+                raise web.HTTPBadRequest(text="hex: not hexadecimal") from None
+            count = simulator.fault_inject(which, frame)
         else:
             raise web.HTTPNotFound(text=f"unknown action {action!r}")
         return web.json_response({"affected": count})

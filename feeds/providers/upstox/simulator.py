@@ -456,8 +456,9 @@ class UpstoxSimulator(ProviderSimulator):
                 "last_trade_time": str(q.ltt),
                 "oi_day_high": 0.0,
                 "oi_day_low": 0.0,
-                "prev_close_price": self._px(q.prev_close, q),
             }  # fmt: skip
+            if request.path.startswith("/v3/"):  # V3 adds these; V2 has only ohlc.close
+                data[self._response_key(q)]["prev_close_price"] = self._px(q.prev_close, q)
         return web.json_response({"status": "success", "data": data})
 
     # --- control -------------------------------------------------------------------------
