@@ -81,6 +81,28 @@ class ClientStats:
         }
 
 
+class ConnectionSlots:
+    """The connections one provider account may hold at once (FYERS: per user; Upstox: 2 on
+    the normal plan, 5 on Plus). Clients of the account share one instance and take a slot
+    when they start, so the pool can never open one connection too many."""
+
+    def __init__(self, account: str, limit: int) -> None:
+        self.account = account
+        self.limit = limit
+        self.holders: set[str] = set()
+
+    def take(self, holder: str) -> None:
+        if holder in self.holders:
+            return
+        if len(self.holders) >= self.limit:
+            raise CapExceeded(f"{self.account}: connections per account", self.limit,
+                              len(self.holders) + 1)  # fmt: skip
+        self.holders.add(holder)
+
+    def give_back(self, holder: str) -> None:
+        self.holders.discard(holder)
+
+
 TickSink = Callable[[list[Tick]], None]
 StateSink = Callable[["FeedClient", ClientState, str], None]
 
@@ -109,8 +131,10 @@ class FeedClient(ABC):
         connect_timeout: float = 10.0,
         backoff: Backoff | None = None,
         auth_backoff: Backoff | None = None,
+        slots: ConnectionSlots | None = None,
     ) -> None:
         self.name = name
+        self.slots = slots
         self._token = token
         self.on_ticks = on_ticks
         self.on_state = on_state
@@ -190,6 +214,9 @@ class FeedClient(ABC):
         self._set_state(ClientState.CLOSED, "closed")
 
     def start(self) -> asyncio.Task[None]:
+        """Run in a task. Raises ``CapExceeded`` if the account has no connection left."""
+        if self.slots is not None:
+            self.slots.take(self.name)
         if self._session_task is None or self._session_task.done():
             self._session_task = asyncio.create_task(self.run(), name=f"feed-{self.name}")
         return self._session_task
@@ -200,6 +227,8 @@ class FeedClient(ABC):
 
     async def close(self) -> None:
         self._closed = True
+        if self.slots is not None:
+            self.slots.give_back(self.name)
         await self._close_socket()
         if self._session_task is not None:
             self._session_task.cancel()

@@ -162,6 +162,9 @@ def _status_name(value: int) -> str:
 
 
 _POW10: Final = {scale: 10**scale for scale in range(9)}
+# The cheap constructors: only the fields a frame carries are set (see ticks.Tick.bare).
+_bare = Tick.bare
+_level = tuple.__new__
 
 
 # Prices: ``round(value * mult)`` with ``mult == 10 ** scale`` is float_to_scaled's own
@@ -179,20 +182,26 @@ def _depth(quotes: Sequence[pb.Quote], mult: int) -> tuple[tuple[DepthLevel, ...
         price = q.bidP
         qty = q.bidQ
         if price or qty:
-            bids.append(DepthLevel(round(price * mult), qty))
+            bids.append(_level(DepthLevel, (round(price * mult), qty, None)))
         price = q.askP
         qty = q.askQ
         if price or qty:
-            asks.append(DepthLevel(round(price * mult), qty))
+            asks.append(_level(DepthLevel, (round(price * mult), qty, None)))
     return tuple(bids), tuple(asks)
 
 
 def _ltpc_tick(key: str, lt: pb.LTPC, scale: int, mult: int, snapshot: bool, recv_ns: int) -> Tick:
     # proto3 cannot say "absent": ltt/ltq 0 (no trade yet, or an index) and a prev close of
     # exactly 0.0 mean "not sent", so they become None. The LTP is kept as is.
-    ltt = lt.ltt or None
-    tick = Tick(_UPSTOX, key, round(lt.ltp * mult), scale, recv_ns, "", snapshot, ltt, ltt)
-    tick.ltq = lt.ltq or None
+    tick = _bare(_UPSTOX, key, round(lt.ltp * mult), scale, recv_ns)
+    if snapshot:
+        tick.snapshot = True
+    ltt = lt.ltt
+    if ltt:
+        tick.exchange_ts = tick.ltt = ltt
+    ltq = lt.ltq
+    if ltq:
+        tick.ltq = ltq
     cp = lt.cp
     if cp:
         tick.prev_close = round(cp * mult)

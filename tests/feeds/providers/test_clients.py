@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from feeds.providers.backoff import Backoff
-from feeds.providers.base import ClientState, FeedClient
+from feeds.providers.base import ClientState, ConnectionSlots, FeedClient
 from feeds.providers.errors import CapExceeded
 from feeds.providers.fyers.client import FyersClient
 from feeds.providers.fyers.rest import FyersRestClient
@@ -346,3 +346,24 @@ async def test_upstox_can_connect_through_the_authorize_endpoint(sims):
     await until(lambda: collector.count("NSE_EQ|INE062A01020") > 0)
     await client.close()
     await client.rest.close()
+
+
+async def test_connections_per_account_are_refused_locally(sims):
+    slots = ConnectionSlots("upstox:primary", 2)
+    clients = []
+    for n in range(3):
+        collector, token = Collector(), [sims.hub.tokens.issue_upstox()]
+        client = upstox_client(sims, collector, token, slots=slots)
+        client.name = f"upstox:primary:{n}"
+        clients.append(client)
+    clients[0].start()
+    clients[1].start()
+    with pytest.raises(CapExceeded, match="connections per account: limit 2, requested 3"):
+        clients[2].start()
+    await clients[0].close()
+    clients[2].start()  # a slot was given back
+    for client in clients[1:]:
+        await client.wait_live()
+        await client.close()
+    for client in clients:
+        await client.rest.close()
