@@ -61,7 +61,6 @@ class FyersConnectionState:
     last_ack: int = 0
     message_number: int = 0
     topic_ids: dict[str, int] = field(default_factory=dict)  # topic -> id
-    free_ids: list[int] = field(default_factory=list)
     next_id: int = 1
     bad_frames: int = 0
 
@@ -75,17 +74,18 @@ class FyersConnectionState:
             "bad_frames": self.bad_frames,
         }
 
-    def allocate(self, topic: str) -> int:
-        topic_id = self.free_ids.pop() if self.free_ids else self.next_id
-        if topic_id == self.next_id:
-            self.next_id += 1
+    def allocate(self, topic: str) -> int | None:
+        """A fresh topic id; ids of unsubscribed topics are never sent again (§15.1), so a
+        socket can define at most 65535 topics in its life (None past that)."""
+        if self.next_id > 0xFFFF:
+            return None
+        topic_id = self.next_id
+        self.next_id += 1
         self.topic_ids[topic] = topic_id
         return topic_id
 
     def release(self, topic: str) -> None:
-        topic_id = self.topic_ids.pop(topic, None)
-        if topic_id is not None:
-            self.free_ids.append(topic_id)
+        self.topic_ids.pop(topic, None)
 
     def next_message(self) -> int:
         self.message_number = (self.message_number + 1) & 0xFFFFFFFF
@@ -403,6 +403,9 @@ class FyersSimulator(ProviderSimulator):
             self.send(conn, sc.encode_reply(T_SUBSCRIBE, False))
             return
         new = [t for t in dict.fromkeys(topics) if t in self.topics and t not in state.topic_ids]
+        if state.next_id + len(new) > 0x10000:  # topic ids are 16 bits and never reused
+            self.send(conn, sc.encode_reply(T_SUBSCRIBE, False))
+            return
         if len(state.topic_ids) + len(new) > self.topic_cap:
             self.hub.faults.record(
                 ConnectionFault.EXCEED_CAP,
@@ -416,6 +419,7 @@ class FyersSimulator(ProviderSimulator):
         for topic in new:
             info = self.topics[topic]
             topic_id = state.allocate(topic)
+            assert topic_id is not None  # checked above
             self.subscribers[info.instrument.key].setdefault(conn.id, []).append((topic, topic_id))
             quote = self.hub.model.quote(info.instrument.key)
             tick = quote.to_tick(ProviderName.FYERS, info.instrument.fyers_symbol, depth=5)

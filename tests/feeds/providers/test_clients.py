@@ -14,6 +14,7 @@ from feeds.providers.base import ClientState, ConnectionSlots, FeedClient
 from feeds.providers.errors import CapExceeded
 from feeds.providers.fyers.client import FyersClient
 from feeds.providers.fyers.rest import FyersRestClient
+from feeds.providers.simulation.faults import DataFault, FaultRule
 from feeds.providers.simulation.run import SimulatorSet, start_simulators, universe_from_masters
 from feeds.providers.ticks import Tick
 from feeds.providers.upstox.client import UpstoxClient
@@ -367,3 +368,17 @@ async def test_connections_per_account_are_refused_locally(sims):
         await client.close()
     for client in clients:
         await client.rest.close()
+
+
+async def test_a_labelled_data_fault_reaches_the_client_as_labelled(sims, feed):
+    client, collector, _, _ = feed
+    key = "NSE:SBIN"
+    symbol = "NSE:SBIN-EQ" if client.provider == "fyers" else "NSE_EQ|INE062A01020"
+    await until(lambda: collector.count(symbol) > 0)
+    sims.hub.faults.add(
+        FaultRule(kind=DataFault.ZERO, provider=client.provider, keys=frozenset({key}), count=1)
+    )
+    await until(lambda: any(t.symbol == symbol and t.ltp == 0 for t in collector.ticks))
+    (label,) = [lb for lb in sims.hub.faults.labels if lb.kind == "zero"]
+    assert (label.provider, label.key, label.sent_ltp) == (client.provider, key, 0)
+    assert label.true_ltp > 0
