@@ -6,7 +6,7 @@ greeks V3 (≤50 a call, as the docs say), and the feed authorize call. Limits 5
 
 Responses are keyed ``SEGMENT:trading_symbol``; every value repeats the requested key in
 ``instrument_token``, and results here are keyed by that. The budget check, chunking and
-error text come from ``RestClientBase`` (shared with FYERS); nothing is retried here.
+error text come from ``feeds.providers.rest``; nothing is retried here.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import aiohttp
-
 from feeds.providers.errors import AuthError, ProviderError, ProviderUnavailable, RateLimited
-from feeds.providers.fyers.rest import (
+from feeds.providers.ratelimit import Window
+from feeds.providers.rest import (
     RestClientBase,
     decimal_of,
     merge_dicts,
@@ -28,7 +27,6 @@ from feeds.providers.fyers.rest import (
     retry_after_header,
     scaled_prices,
 )
-from feeds.providers.ratelimit import RateLimiter, Window
 from feeds.providers.ticks import DepthLevel, ProviderName, Tick
 from feeds.providers.upstox.codec import default_scale
 
@@ -50,29 +48,6 @@ class UpstoxRestClient(RestClientBase):
 
     provider = ProviderName.UPSTOX
     default_windows = UPSTOX_WINDOWS
-
-    def __init__(
-        self,
-        *,
-        api_url: str,
-        token: Callable[[], str],
-        session: aiohttp.ClientSession | None = None,
-        limiter: RateLimiter | None = None,
-        timeout: float = 5.0,
-        max_wait: float = 1.0,
-        scales: Mapping[str, int] | None = None,
-        instruments: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            api_url=api_url,
-            token=token,
-            session=session,
-            limiter=limiter,
-            timeout=timeout,
-            max_wait=max_wait,
-            scales=scales,
-            instruments=instruments,
-        )
 
     # --- public API ------------------------------------------------------------------------
 

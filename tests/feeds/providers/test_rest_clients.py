@@ -19,8 +19,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from feeds.providers.errors import AuthError, ProviderUnavailable, RateLimited
-from feeds.providers.fyers.rest import FyersRestClient, PartialRateLimited, scaled_prices
+from feeds.providers.fyers.rest import FyersRestClient
 from feeds.providers.ratelimit import RateLimiter, Window
+from feeds.providers.rest import PartialRateLimited, scaled_prices
 from feeds.providers.simulation.run import SimulatorSet, start_simulators, universe_from_masters
 from feeds.providers.simulation.universe import SimInstrument
 from feeds.providers.ticks import DepthLevel
