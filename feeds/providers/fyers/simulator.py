@@ -56,7 +56,8 @@ class FyersConnectionState:
 
     authenticated: bool = False
     lite: bool = False
-    paused: bool = False
+    paused_channels: set[int] = field(default_factory=set)
+    topic_channel: dict[str, int] = field(default_factory=dict)  # topic -> its channel
     ack_every: int = 0
     last_ack: int = 0
     message_number: int = 0
@@ -68,7 +69,7 @@ class FyersConnectionState:
         return {
             "authenticated": self.authenticated,
             "lite": self.lite,
-            "paused": self.paused,
+            "paused_channels": sorted(self.paused_channels),
             "topics": len(self.topic_ids),
             "last_ack": self.last_ack,
             "bad_frames": self.bad_frames,
@@ -86,6 +87,7 @@ class FyersConnectionState:
 
     def release(self, topic: str) -> None:
         self.topic_ids.pop(topic, None)
+        self.topic_channel.pop(topic, None)
 
     def next_message(self) -> int:
         self.message_number = (self.message_number + 1) & 0xFFFFFFFF
@@ -149,7 +151,13 @@ class FyersSimulator(ProviderSimulator):
         self.rest_port = self._runner.addresses[0][1]
         # No WebSocket-level pings: the SDK sends application pings and none of its own.
         self._server = await serve(
-            self.ws_handler, host, ws_port, ping_interval=None, max_size=2**20, max_queue=64
+            self.ws_handler,
+            host,
+            ws_port,
+            ping_interval=None,
+            max_size=2**20,
+            max_queue=64,
+            close_timeout=2,
         )
         self.ws_port = self._server.sockets[0].getsockname()[1]
         logger.info("FYERS simulator: REST :%s, socket :%s", self.rest_port, self.ws_port)
@@ -379,25 +387,32 @@ class FyersSimulator(ProviderSimulator):
                 if state.authenticated:
                     state.lite = lite
                 self.send(conn, sc.encode_reply(T_MODE, state.authenticated))
-            case sc.Subscribe(topics=topics):
-                self._subscribe(conn, state, topics)
+            case sc.Subscribe(topics=topics, channel=channel):
+                self._subscribe(conn, state, topics, channel)
             case sc.Unsubscribe(topics=topics):
                 if state.authenticated:
                     for topic in topics:
                         self._unsubscribe_topic(conn, state, topic)
                 self.send(conn, sc.encode_reply(T_UNSUBSCRIBE, state.authenticated))
-            case sc.Pause():
-                state.paused = state.paused or state.authenticated
-                self.send(conn, sc.encode_reply(T_PAUSE, state.authenticated))
-            case sc.Resume():
+            case sc.Pause(mask=mask):
+                # Pause and resume act on channels: the SDK pauses the old channel when a
+                # subscribe names a new one (FYERS.md §7.4).
                 if state.authenticated:
-                    state.paused = False
+                    state.paused_channels.update(sc.channels_of(mask))
+                self.send(conn, sc.encode_reply(T_PAUSE, state.authenticated))
+            case sc.Resume(mask=mask):
+                if state.authenticated:
+                    state.paused_channels.difference_update(sc.channels_of(mask))
                 self.send(conn, sc.encode_reply(T_RESUME, state.authenticated))
             case sc.Ack(message_number=number):
                 state.last_ack = number
 
     def _subscribe(
-        self, conn: SimConnection, state: FyersConnectionState, topics: tuple[str, ...]
+        self,
+        conn: SimConnection,
+        state: FyersConnectionState,
+        topics: tuple[str, ...],
+        channel: int,
     ) -> None:
         if not state.authenticated:
             self.send(conn, sc.encode_reply(T_SUBSCRIBE, False))
@@ -420,6 +435,7 @@ class FyersSimulator(ProviderSimulator):
             info = self.topics[topic]
             topic_id = state.allocate(topic)
             assert topic_id is not None  # checked above
+            state.topic_channel[topic] = channel
             self.subscribers[info.instrument.key].setdefault(conn.id, []).append((topic, topic_id))
             quote = self.hub.model.quote(info.instrument.key)
             tick = quote.to_tick(ProviderName.FYERS, info.instrument.fyers_symbol, depth=5)
@@ -483,9 +499,10 @@ class FyersSimulator(ProviderSimulator):
                 if conn is None:
                     continue
                 state: FyersConnectionState = conn.protocol
-                if state.paused:
-                    continue
+                paused = state.paused_channels
                 for topic, topic_id in topics:
+                    if paused and state.topic_channel.get(topic) in paused:
+                        continue
                     kind = self.topics[topic].kind
                     if kind not in encoded:
                         try:

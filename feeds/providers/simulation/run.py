@@ -159,12 +159,13 @@ async def serve_until_stopped(
         upstox_snapshot_kind=options["upstox_snapshot"],
         market_open=not options["market_closed"],
     )
-    print(json.dumps(sims.describe(options["host"])), file=out, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    # Only now say where we listen: a parent may send SIGTERM as soon as it has read this.
+    print(json.dumps(sims.describe(options["host"])), file=out, flush=True)
     await stop.wait()
     await sims.stop()
 

@@ -187,6 +187,7 @@ class ProviderSimulator:
         self.max_connections = max_connections
         self.connections: dict[int, SimConnection] = {}
         self._ids = itertools.count(1)
+        self._closing: set[asyncio.Task[None]] = set()
 
     # Subclass interface.
     def rest_routes(self) -> list[web.RouteDef]:
@@ -217,8 +218,16 @@ class ProviderSimulator:
             conn.queue.put_nowait(frame)
         except asyncio.QueueFull:
             logger.warning("sim %s connection %s too slow; closing", self.provider, conn.id)
-            self.connections.pop(conn.id, None)
-            asyncio.get_running_loop().create_task(conn.socket.close(1011, "consumer too slow"))
+            self._close_soon(conn, 1011, "consumer too slow")
+
+    def _close_soon(self, conn: SimConnection, code: int, reason: str) -> None:
+        """Start a closing handshake without waiting for it: some clients (websocket-client)
+        never finish it when the server closes first, and a control call must not hang.
+        The connection leaves the registry at once: no more frames, no slot held."""
+        self.connections.pop(conn.id, None)
+        task = asyncio.create_task(conn.socket.close(code, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _write_loop(self, conn: SimConnection) -> None:
         while True:
@@ -246,7 +255,7 @@ class ProviderSimulator:
             kind = ConnectionFault.CLOSE_CLEAN if clean else ConnectionFault.CLOSE_UNCLEAN
             self.hub.faults.record(kind, self.provider, detail=f"connection {conn.id}")
             if clean:
-                await conn.socket.close(code or 1000, "closed by simulator")
+                self._close_soon(conn, code or 1000, "closed by simulator")
             else:
                 conn.socket.transport.abort()
             closed += 1
@@ -282,7 +291,7 @@ class ProviderSimulator:
         dropped = 0
         for conn in list(self.connections.values()):
             if conn.token is not None and id(conn.token) in expired:
-                await conn.socket.close(1008, "token expired")
+                self._close_soon(conn, 1008, "token expired")
                 dropped += 1
         return dropped
 

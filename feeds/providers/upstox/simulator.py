@@ -130,6 +130,7 @@ class UpstoxSimulator(ProviderSimulator):
             ping_interval=self.ping_interval,
             max_size=2**20,
             max_queue=64,
+            close_timeout=2,
         )
         self.ws_port = self._server.sockets[0].getsockname()[1]
         logger.info("Upstox simulator: REST :%s, feed :%s", self.rest_port, self.ws_port)
@@ -308,6 +309,8 @@ class UpstoxSimulator(ProviderSimulator):
             web.get("/v3/market-quote/ohlc", self.ohlc),
             web.get("/v3/market-quote/option-greek", self.option_greeks),
             web.get("/v2/market-quote/quotes", self.full_quotes),
+            web.get("/v2/market-quote/ltp", self.ltp_v2),
+            web.get("/v2/market-quote/ohlc", self.ohlc_v2),
             web.get("/v3/market-quote/quotes", self.full_quotes),
             web.post("/_sim/caps", self.set_caps),
             web.post("/_sim/handshake", self.set_handshake_failures),
@@ -325,7 +328,8 @@ class UpstoxSimulator(ProviderSimulator):
         return token
 
     def _keys(self, request: web.Request, limit: int) -> list[str] | web.Response:
-        raw = request.query.get("instrument_key", "")
+        # The V2 API in the official SDK sends the keys as ``symbol``; V3 as ``instrument_key``.
+        raw = request.query.get("instrument_key") or request.query.get("symbol", "")
         if not raw:
             return _upstox_error(400, "UDAPI1009", "instrument_key is required")
         keys = [k for k in raw.split(",") if k]
@@ -377,6 +381,38 @@ class UpstoxSimulator(ProviderSimulator):
                 "ltq": q.ltq,
                 "volume": q.volume,
                 "cp": self._px(q.prev_close, q),
+            }
+            for q in quotes
+        }
+        return web.json_response({"status": "success", "data": data})
+
+    async def ltp_v2(self, request: web.Request) -> web.Response:
+        quotes = self._quotes(request, MAX_KEYS_PER_QUOTE_CALL)
+        if isinstance(quotes, web.Response):
+            return quotes
+        data = {
+            self._response_key(q): {
+                "last_price": self._px(q.ltp, q),
+                "instrument_token": q.instrument.upstox_key,
+            }
+            for q in quotes
+        }
+        return web.json_response({"status": "success", "data": data})
+
+    async def ohlc_v2(self, request: web.Request) -> web.Response:
+        quotes = self._quotes(request, MAX_KEYS_PER_QUOTE_CALL)
+        if isinstance(quotes, web.Response):
+            return quotes
+        data = {
+            self._response_key(q): {
+                "ohlc": {
+                    "open": self._px(q.open, q),
+                    "high": self._px(q.high, q),
+                    "low": self._px(q.low, q),
+                    "close": self._px(q.ltp, q),
+                },
+                "last_price": self._px(q.ltp, q),
+                "instrument_token": q.instrument.upstox_key,
             }
             for q in quotes
         }
