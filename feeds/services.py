@@ -5,7 +5,7 @@ Admin actions, list edits and commands call these; none of them writes models di
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +17,12 @@ from feeds.instruments.records import InstrumentRecord, InstrumentType, LinkResu
 from feeds.models import (
     UPSTOX_DEFAULT_MODE_LIMITS,
     Instrument,
+    PoolAssignment,
     Provider,
     ProviderAccount,
     Tier,
 )
+from feeds.pool.distribution import Placement
 
 # Fields an import owns. Operator fields (tier, priority, enabled, data_mode) are not here,
 # so a re-import never undoes an admin's choices.
@@ -280,3 +282,63 @@ def instruments_enable_starter_set() -> int:
     instruments_set_tier(instrument_ids=critical.values_list("pk", flat=True), tier=Tier.CRITICAL)
     critical.update(priority=100)
     return len(chosen)
+
+
+@transaction.atomic
+def pool_assignments_record(
+    *, assignment: Mapping[str, tuple[Placement, ...]], worker_id: str = ""
+) -> tuple[int, int]:
+    """Make ``PoolAssignment`` say what the pool now carries; returns (written, deleted).
+
+    Rows that did not change keep their ``since``; a placement that moved gets a new one.
+    """
+    accounts = {(a.provider, a.label): a for a in ProviderAccount.objects.all()}
+    instruments = dict(Instrument.objects.filter(key__in=list(assignment)).values_list("key", "pk"))
+    existing = {
+        (row.instrument_id, row.account_id): row
+        for row in PoolAssignment.objects.select_related("account")
+    }
+    now = timezone.now()
+    wanted: set[tuple[int, int]] = set()
+    to_create, to_update = [], []
+    for key, placements in assignment.items():
+        instrument_id = instruments.get(key)
+        if instrument_id is None:
+            continue
+        for placement in placements:
+            account = accounts.get((placement.conn.provider, placement.conn.account))
+            if account is None:
+                continue
+            ident = (instrument_id, account.pk)
+            wanted.add(ident)
+            row = existing.get(ident)
+            if row is None:
+                to_create.append(
+                    PoolAssignment(
+                        instrument_id=instrument_id, account=account,
+                        connection_slot=placement.conn.slot, data_mode=placement.mode,
+                        reason=placement.reason, worker_id=worker_id, since=now,
+                    )
+                )  # fmt: skip
+                continue
+            moved = row.connection_slot != placement.conn.slot
+            if moved or (row.data_mode, row.reason, row.worker_id) != (
+                placement.mode, placement.reason, worker_id,
+            ):  # fmt: skip
+                row.connection_slot = placement.conn.slot
+                row.data_mode, row.reason, row.worker_id = (
+                    placement.mode,
+                    placement.reason,
+                    worker_id,
+                )
+                if moved:
+                    row.since = now
+                to_update.append(row)
+    gone = [row.pk for ident, row in existing.items() if ident not in wanted]
+    PoolAssignment.objects.filter(pk__in=gone).delete()
+    PoolAssignment.objects.bulk_create(to_create, batch_size=BULK_BATCH)
+    PoolAssignment.objects.bulk_update(
+        to_update, ["connection_slot", "data_mode", "reason", "worker_id", "since"],
+        batch_size=BULK_BATCH,
+    )  # fmt: skip
+    return len(to_create) + len(to_update), len(gone)

@@ -1,0 +1,191 @@
+"""The connection pool: the provider clients a worker holds, kept true to a distribution plan.
+
+``apply(plan)`` turns a ``Plan`` into socket work: unsubscriptions first (they free room
+under the caps), then subscriptions, opening a client for a connection that gets its first
+symbols and closing one that has none left. Clients reconnect on their own; their ticks go
+to one callback. No Django here: the worker builds the endpoints and identities from the
+database and the settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from feeds.pool.distribution import Conn, Plan
+from feeds.providers.base import ClientState, ConnectionSlots, FeedClient, StateSink, TickSink
+from feeds.providers.errors import CapExceeded
+from feeds.providers.fyers.client import FyersClient
+from feeds.providers.fyers.rest import FyersRestClient
+from feeds.providers.upstox.client import UpstoxClient
+from feeds.providers.upstox.rest import UpstoxRestClient
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEndpoints:
+    """Where and how one provider account connects."""
+
+    provider: str
+    account: str
+    api_url: str
+    socket_url: str  # FYERS data socket, or the Upstox feed entry point
+    token: Callable[[], str | None]
+    max_connections: int
+    per_connection: int
+    mode_limits: Mapping[str, Mapping[str, int]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """One instrument as each provider names it."""
+
+    key: str
+    fyers_symbol: str = ""
+    fytoken: str = ""
+    upstox_key: str = ""
+
+    def symbol(self, provider: str) -> str:
+        return self.fyers_symbol if provider == "fyers" else self.upstox_key
+
+
+def connection_name(conn: Conn) -> str:
+    return f"{conn.provider}:{conn.account}:{conn.slot}"
+
+
+class ConnectionPool:
+    def __init__(
+        self,
+        *,
+        endpoints: Mapping[tuple[str, str], AccountEndpoints],
+        identities: Mapping[str, Identity],
+        on_ticks: TickSink,
+        on_state: StateSink | None = None,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.endpoints = dict(endpoints)
+        self.identities = dict(identities)
+        self.on_ticks = on_ticks
+        self.on_state = on_state
+        self.client_options = dict(client_options or {})
+        self.clients: dict[Conn, FeedClient] = {}
+        self._rest: dict[tuple[str, str], FyersRestClient | UpstoxRestClient] = {}
+        self._slots: dict[tuple[str, str], ConnectionSlots] = {}
+        self.refused: dict[Conn, str] = {}  # connections whose last plan step was refused
+
+    # --- plans ---------------------------------------------------------------------------
+
+    async def apply(self, plan: Plan) -> None:
+        """Make the sockets carry what ``plan`` says; refusals are recorded, not raised."""
+        for conn, keys in plan.unsubscribe.items():
+            client = self.clients.get(conn)
+            if client is not None and keys:
+                await client.unsubscribe([self._symbol(conn, k) for k in keys])
+        for conn, wanted in plan.subscribe.items():
+            if not wanted:
+                continue
+            client = self._client(conn)
+            if client is None:
+                continue
+            symbols = {self._symbol(conn, k): mode for k, mode in wanted.items()}
+            try:
+                await client.subscribe(symbols)
+                self.refused.pop(conn, None)
+            except CapExceeded as exc:  # the plan and the client disagree on a cap
+                self.refused[conn] = str(exc)
+                logger.error("pool: %s refused %d symbols: %s", conn, len(symbols), exc)
+        for conn in [c for c, client in self.clients.items() if not client.subscriptions]:
+            await self._close(conn)
+
+    def _symbol(self, conn: Conn, key: str) -> str:
+        return self.identities[key].symbol(conn.provider)
+
+    def _client(self, conn: Conn) -> FeedClient | None:
+        client = self.clients.get(conn)
+        if client is not None:
+            return client
+        account = self.endpoints.get((conn.provider, conn.account))
+        if account is None:
+            self.refused[conn] = "no such provider account"
+            return None
+        slots = self._slots.setdefault(
+            (conn.provider, conn.account),
+            ConnectionSlots(f"{conn.provider}:{conn.account}", account.max_connections),
+        )
+        options: dict[str, Any] = {
+            "name": connection_name(conn),
+            "token": account.token,
+            "on_ticks": self.on_ticks,
+            "on_state": self.on_state,
+            "symbol_cap": account.per_connection,
+            "slots": slots,
+            **self.client_options,
+        }
+        rest = self._rest_client(account)
+        if conn.provider == "fyers":
+            client: FeedClient = FyersClient(
+                socket_url=account.socket_url,
+                rest=rest,  # type: ignore[arg-type]
+                fytokens={i.fyers_symbol: i.fytoken for i in self.identities.values() if i.fytoken},
+                instruments={
+                    i.fyers_symbol: k for k, i in self.identities.items() if i.fyers_symbol
+                },
+                **options,
+            )
+        else:
+            client = UpstoxClient(
+                feed_url=account.socket_url,
+                rest=rest,  # type: ignore[arg-type]
+                mode_limits=account.mode_limits,
+                instruments={i.upstox_key: k for k, i in self.identities.items() if i.upstox_key},
+                **options,
+            )
+        try:
+            client.start()
+        except CapExceeded as exc:
+            self.refused[conn] = str(exc)
+            logger.error("pool: cannot open %s: %s", conn, exc)
+            return None
+        self.clients[conn] = client
+        return client
+
+    def _rest_client(self, account: AccountEndpoints) -> FyersRestClient | UpstoxRestClient:
+        key = (account.provider, account.account)
+        rest = self._rest.get(key)
+        if rest is None:
+            token = account.token
+
+            def required() -> str:
+                return token() or ""
+
+            cls = FyersRestClient if account.provider == "fyers" else UpstoxRestClient
+            rest = self._rest[key] = cls(api_url=account.api_url, token=required)
+        return rest
+
+    async def _close(self, conn: Conn) -> None:
+        client = self.clients.pop(conn, None)
+        if client is not None:
+            await client.close()
+
+    # --- state ---------------------------------------------------------------------------
+
+    def unhealthy(self) -> set[Conn]:
+        """Connections that are down or degraded right now."""
+        return {
+            conn
+            for conn, client in self.clients.items()
+            if client.state in (ClientState.DOWN, ClientState.DEGRADED)
+        }
+
+    def status(self) -> list[dict[str, object]]:
+        return [client.status() for _, client in sorted(self.clients.items())]
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self._close(conn) for conn in list(self.clients)))
+        for rest in self._rest.values():
+            await rest.close()
+        self._rest.clear()
