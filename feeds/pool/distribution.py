@@ -9,7 +9,7 @@ left out and why. Connections are ``Conn(provider, account, slot)`` with ``slot`
 The rules (numbers are the issue's; search the code for "Rule N"):
 
 1. Importance: tier rank (critical, high_frequency, standard, low_frequency), then priority
-   descending, then key ascending. Every decision runs in that order: ``_importance``.
+   descending, then key ascending. Every decision runs in that order: ``_by_importance``.
 2. critical / high_frequency instruments listed by FYERS go to FYERS, first-fit: connection
    slot 0 until it is full, then slot 1, ... (so ceil(n / per_connection) connections are
    used), accounts in the order given. ``_demand_shapes`` and ``_Planner._first_fit``.
@@ -29,7 +29,10 @@ The rules (numbers are the issue's; search the code for "Rule N"):
    importance order, into free room (``_Planner.place_pending``). When there is no room an
    instrument displaces exactly one less important placement (``_Planner._displace``); the
    displaced one is left out, or, if it can use free room elsewhere, moves there. No chains.
-   Same input, same output: everything is sorted, nothing depends on input order.
+   Removing an instrument or a connection moves nothing else, except through that same
+   displacement when capacity is short (a left-out instrument may now push a less important
+   one into the freed room). Same input, same output: everything is sorted, nothing depends
+   on input order.
 6. What cannot be placed is in ``Plan.left_out`` with a short reason ("no capacity: FYERS and
    Upstox full", "displaced by NSE:X; no capacity: Upstox full", "not listed by any enabled
    provider"). Because of rule 5's displacement, a left-out instrument never has a less
@@ -55,14 +58,24 @@ Resolutions of points the issue leaves open:
 * Instruments of a failed connection may displace less important ones like newcomers do:
   otherwise they would be left out now and displace on the next call anyway (a left-out
   instrument is a newcomer to the next call), so the plan would not be a fixed point.
-* A newcomer's displaced victim may be an instrument listed elsewhere too; it is then moved
-  into free room on its other provider (one move, never a chain). Else the victim must have
-  nowhere the newcomer could not go, so it can never displace anything in turn.
+* A newcomer's displaced victim may be one that has free room elsewhere (its other provider,
+  or a connection with room for its feed mode but not the newcomer's); it then moves there
+  (one move, never a chain) instead of leaving a critical out while room exists. Else the
+  victim must have nowhere the newcomer could not go, so it can never displace anything in
+  turn.
+* A critical instrument added when both providers are full displaces one placement on each
+  (it needs two).
 * ``Account.mode_limits`` applies to any account that has it (Upstox in practice); ``None``
   means only ``per_connection`` applies. A feed mode missing from the limits cannot be
-  placed on that connection (``check_mode_limits`` rejects unknown modes too).
+  placed on that connection (``check_mode_limits`` rejects unknown modes too). A "combined"
+  limit above its "individual" one (UPSTOX.md's printed ``full_d30`` row) is read as the
+  individual one: stricter than ``check_mode_limits``, and it keeps "removing an instrument
+  never breaks a limit" true, which stability relies on.
 * ``Plan.moved`` counts current placements of still-wanted instruments whose connection no
   longer carries the instrument (moved elsewhere or dropped).
+* Two fields beyond the issue's interface, both defaulted: ``Placement.home`` (rule 7 needs
+  to know where a failover returns; a caller that drops it gets failovers back onto their
+  preferred provider by first-fit instead) and ``Plan.notes`` (rule 4's one-sided criticals).
 """
 
 from __future__ import annotations
@@ -134,6 +147,9 @@ class Placement:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """The outcome of one ``distribute`` call. ``assignment``, ``left_out`` and each
+    connection's ``subscribe`` list the most important instruments first."""
+
     assignment: Mapping[str, tuple[Placement, ...]]  # key -> its placements (1 or 2)
     subscribe: Mapping[Conn, Mapping[str, Mode]]  # per connection: keys to add or re-mode
     unsubscribe: Mapping[Conn, tuple[str, ...]]  # per connection: keys to drop
@@ -144,14 +160,11 @@ class Plan:
     notes: Mapping[str, str] = field(default_factory=dict)
 
 
-def _importance(want: Want) -> tuple[int, int, str]:
-    """Rule 1: smaller sorts first = more important."""
-    return (TIER_RANK[want.tier], -want.priority, want.key)
-
-
 def _by_importance(wants: Iterable[Want]) -> list[Want]:
-    """Sorted by ``_importance``: three stable passes, each on a plain str or int key (the
-    sort's fast paths), are 2-3x faster than one pass on the tuple."""
+    """Rule 1: most important first: tier rank, then priority descending, then key ascending.
+
+    Three stable passes, each on a plain str or int key (the sort's fast paths), are 2-3x
+    faster than one pass on the (tier rank, -priority, key) tuple."""
     ranked = sorted(wants, key=lambda w: w.key)
     ranked.sort(key=lambda w: -w.priority)
     ranked.sort(key=lambda w: TIER_RANK[w.tier])
@@ -266,9 +279,10 @@ class _Planner:
             if (account.provider, account.name) in seen:
                 raise ValueError(f"duplicate account {account.provider}/{account.name}")
             seen.add((account.provider, account.name))
+            limits = _clamped(account.mode_limits)
             for n in range(account.max_connections):
                 conn = Conn(account.provider, account.name, n)
-                slot = _Slot(conn, account.per_connection, account.mode_limits, conn not in down)
+                slot = _Slot(conn, account.per_connection, limits, conn not in down)
                 self.slots[conn] = slot
                 self.by_provider[account.provider].append(slot)
         # Whether a provider has per-mode limits anywhere (then the feed mode matters).
@@ -635,8 +649,20 @@ def _check_account(account: Account) -> None:
     if account.max_connections < 0 or account.per_connection < 0:
         raise ValueError(f"{account.provider}/{account.name}: negative limit")
     for mode, limit in (account.mode_limits or {}).items():
-        if limit.get("individual", -1) < 0 or limit.get("combined", -1) < 0:
+        if not (limit.get("individual", -1) >= 0 and limit.get("combined", -1) >= 0):
             raise ValueError(f"{account.provider}/{account.name}: bad limits for {mode!r}")
+
+
+def _clamped(
+    limits: Mapping[str, Mapping[str, int]] | None,
+) -> Mapping[str, Mapping[str, int]] | None:
+    """Mode limits with "combined" capped at "individual" (see the module docstring)."""
+    if limits is None:
+        return None
+    return {
+        mode: {"individual": lim["individual"], "combined": min(lim["combined"], lim["individual"])}
+        for mode, lim in limits.items()
+    }
 
 
 def distribute(

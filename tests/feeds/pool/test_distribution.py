@@ -146,6 +146,25 @@ def test_rule3_quote_and_depth_share_the_full_limit() -> None:
     assert set(plan.assignment) == {"A", "B"}
 
 
+def test_rule3_mode_missing_from_the_limits_is_not_placed_there() -> None:
+    """Rule 3: like check_mode_limits, a feed mode the limits do not list cannot be used."""
+    ltpc_only = {"ltpc": {"individual": 5, "combined": 5}}
+    plan = distribute(
+        wants=[want("Q", mode="quote", on_fyers=False)], accounts=[upstox(2, limits=ltpc_only)]
+    )
+    assert plan.left_out == {"Q": "no capacity: Upstox full"}
+
+
+def test_rule3_combined_above_individual_is_read_as_individual() -> None:
+    """Rule 3: UPSTOX.md prints full_d30 as individual 50 / combined 1500; a combined limit
+    above the individual one is capped at it (the safe reading)."""
+    odd = {"ltpc": {"individual": 1, "combined": 3}, "full": {"individual": 5, "combined": 5}}
+    wants = [want("A", priority=2, on_fyers=False), want("B", priority=1, on_fyers=False)]
+    wants.append(want("Q", priority=3, mode="quote", on_fyers=False))
+    plan = distribute(wants=wants, accounts=[upstox(1, limits=odd)])
+    assert set(plan.assignment) == {"Q", "A"}  # not A and B: 2 ltpc > 1
+
+
 def test_rule3_upstox_per_connection_cap_and_connection_count() -> None:
     """Rule 3: the overall per-connection cap and max_connections hold on Upstox too."""
     wants = [want(f"S{i}", priority=9 - i, on_fyers=False) for i in range(5)]
@@ -461,6 +480,15 @@ def test_rule8_mode_change_moves_when_the_connection_cannot_hold_it() -> None:
 
 
 # --------------------------------------------------------------------------- misc
+
+
+def test_plan_lists_the_most_important_first() -> None:
+    """Rule 1: assignment, left_out and subscribe are in importance order."""
+    wants = [want(f"S{i}", priority=i, on_fyers=False) for i in range(6)]
+    plan = distribute(wants=wants, accounts=[upstox(1, 4, limits=None)])
+    assert list(plan.assignment) == ["S5", "S4", "S3", "S2"]
+    assert list(plan.left_out) == ["S1", "S0"]
+    assert list(plan.subscribe[U(0)]) == ["S5", "S4", "S3", "S2"]
 
 
 def test_summary_counts() -> None:
