@@ -324,7 +324,7 @@ class ProbeRun:
         self._reader.join(5.0)
         return list(self.events)
 
-    def stop(self, timeout: float = 10.0) -> list[Event]:
+    def stop(self, timeout: float = 20.0) -> list[Event]:  # > the probe's 10 s on_close wait
         self.send({"cmd": "stop"})
         return self.finish(timeout)
 
