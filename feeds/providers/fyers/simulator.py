@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from feeds.providers.errors import FrameError
@@ -30,7 +30,6 @@ from feeds.providers.simulation.server import (
     ProviderSimulator,
     SimConnection,
     SimulatorHub,
-    control_routes,
 )
 from feeds.providers.simulation.universe import SimInstrument
 from feeds.providers.ticks import ProviderName
@@ -120,10 +119,6 @@ class FyersSimulator(ProviderSimulator):
         # canonical key -> connection id -> the topics it holds for that instrument
         self.subscribers: dict[str, dict[int, list[tuple[str, int]]]] = defaultdict(dict)
         self._rest_limits: dict[str, RateLimiter] = {}
-        self._server: Server | None = None
-        self._runner: web.AppRunner | None = None
-        self.rest_port = 0
-        self.ws_port = 0
         hub.attach(self)
 
     @staticmethod
@@ -141,33 +136,9 @@ class FyersSimulator(ProviderSimulator):
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", rest_port: int = 0, ws_port: int = 0) -> None:
-        app = web.Application(client_max_size=2**20)
-        app.add_routes(self.rest_routes() + control_routes(self))
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, rest_port)
-        await site.start()
-        self.rest_port = self._runner.addresses[0][1]
+    def socket_options(self) -> dict[str, Any]:
         # No WebSocket-level pings: the SDK sends application pings and none of its own.
-        self._server = await serve(
-            self.ws_handler,
-            host,
-            ws_port,
-            ping_interval=None,
-            max_size=2**20,
-            max_queue=64,
-            close_timeout=2,
-        )
-        self.ws_port = self._server.sockets[0].getsockname()[1]
-        logger.info("FYERS simulator: REST :%s, socket :%s", self.rest_port, self.ws_port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return {"ping_interval": None}
 
     # --- REST ----------------------------------------------------------------------------
 

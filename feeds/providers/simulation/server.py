@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import Server, ServerConnection, serve
 
 from feeds.providers.simulation.faults import (
     ConnectionFault,
@@ -187,11 +187,47 @@ class ProviderSimulator:
         self.max_connections = max_connections
         self.connections: dict[int, SimConnection] = {}
         self._ids = itertools.count(1)
+        self._server: Server | None = None
+        self._runner: web.AppRunner | None = None
+        self.host = "127.0.0.1"
+        self.rest_port = 0
+        self.ws_port = 0
         self._closing: set[asyncio.Task[None]] = set()
 
     # Subclass interface.
     def rest_routes(self) -> list[web.RouteDef]:
         return []
+
+    def socket_options(self) -> dict[str, Any]:
+        """Extra ``websockets.serve`` options (pings, a handshake hook)."""
+        return {}
+
+    async def ws_handler(self, socket: ServerConnection) -> None:
+        raise NotImplementedError
+
+    # Servers: the REST API (aiohttp, with the /_sim/ control routes) and the socket.
+    async def start(self, host: str = "127.0.0.1", rest_port: int = 0, ws_port: int = 0) -> None:
+        self.host = host
+        app = web.Application(client_max_size=2**20)
+        app.add_routes(self.rest_routes() + control_routes(self))
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, rest_port).start()
+        self.rest_port = self._runner.addresses[0][1]
+        options = {"max_size": 2**20, "max_queue": 64, "close_timeout": 2}
+        self._server = await serve(
+            self.ws_handler, host, ws_port, **{**options, **self.socket_options()}
+        )
+        self.ws_port = self._server.sockets[0].getsockname()[1]
+        logger.info("%s simulator: REST :%s, socket :%s", self.provider, self.rest_port,
+                    self.ws_port)  # fmt: skip
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._runner is not None:
+            await self._runner.cleanup()
 
     def on_step(self, quotes: list[Quote], late: list[Emission]) -> None:
         raise NotImplementedError

@@ -21,7 +21,7 @@ from http import HTTPStatus
 from typing import Any, Literal
 
 from aiohttp import web
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
@@ -35,7 +35,6 @@ from feeds.providers.simulation.server import (
     SimConnection,
     SimToken,
     SimulatorHub,
-    control_routes,
 )
 from feeds.providers.simulation.universe import SimInstrument
 from feeds.providers.ticks import ProviderName, Tick
@@ -105,42 +104,13 @@ class UpstoxSimulator(ProviderSimulator):
         self._codes: dict[str, tuple[SimToken, float]] = {}  # one-time code -> token, expiry
         self.handshake_failures: list[int] = []  # statuses to answer the next upgrades with
         self._rest_limits: dict[str, RateLimiter] = {}
-        self._server: Server | None = None
-        self._runner: web.AppRunner | None = None
-        self.rest_port = 0
-        self.ws_port = 0
-        self.host = "127.0.0.1"
         hub.attach(self)
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", rest_port: int = 0, ws_port: int = 0) -> None:
-        self.host = host
-        app = web.Application(client_max_size=2**20)
-        app.add_routes(self.rest_routes() + control_routes(self))
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, rest_port).start()
-        self.rest_port = self._runner.addresses[0][1]
-        self._server = await serve(
-            self.ws_handler,
-            host,
-            ws_port,
-            process_request=self.process_request,
-            ping_interval=self.ping_interval,
-            max_size=2**20,
-            max_queue=64,
-            close_timeout=2,
-        )
-        self.ws_port = self._server.sockets[0].getsockname()[1]
-        logger.info("Upstox simulator: REST :%s, feed :%s", self.rest_port, self.ws_port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        if self._runner is not None:
-            await self._runner.cleanup()
+    def socket_options(self) -> dict[str, Any]:
+        # The entry point answers 302 (or 401/403) before any upgrade; the server pings.
+        return {"process_request": self.process_request, "ping_interval": self.ping_interval}
 
     def _feeder_url(self, token: SimToken) -> str:
         now = time.monotonic()
