@@ -1,4 +1,7 @@
-"""Admin for instruments, provider accounts and pool assignments. Writes go through services."""
+"""Admin for instruments, provider accounts, pool assignments and placement issues.
+
+Writes go through services.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
@@ -15,6 +19,7 @@ from feeds import services
 from feeds.models import (
     UPSTOX_DEFAULT_MODE_LIMITS,
     Instrument,
+    PlacementIssue,
     PoolAssignment,
     Provider,
     ProviderAccount,
@@ -76,8 +81,10 @@ class InstrumentAdmin(admin.ModelAdmin):
         "data_mode",
         "on_fyers",
         "on_upstox",
+        "placement",
     ]
     list_display_links = ["key"]
+    list_select_related = ["placement_issue"]  # the placement column, without a query per row
     list_editable = ["tier", "priority", "enabled"]
     list_filter = [
         "exchange",
@@ -132,7 +139,25 @@ class InstrumentAdmin(admin.ModelAdmin):
         # Master data is owned by import_instruments; editing it here would be undone.
         if obj is None:
             return ["created_at", "updated_at"]
-        return ["key", *MASTER_FIELDS, "created_at", "updated_at"]
+        return ["key", *MASTER_FIELDS, "created_at", "updated_at", "placement_detail"]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Instrument | None = None) -> list:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None:
+            fieldsets.insert(-1, ("Placement", {"fields": ["placement_detail"]}))
+        return fieldsets
+
+    @admin.display(description="placement", ordering="placement_issue__kind")
+    def placement(self, obj: Instrument) -> str:
+        issue = _placement_issue(obj)
+        return issue.get_kind_display() if issue else "—"
+
+    @admin.display(description="placement issue")
+    def placement_detail(self, obj: Instrument) -> str:
+        issue = _placement_issue(obj)
+        if issue is None:
+            return "—"
+        return f"{issue.get_kind_display()}: {issue.reason}"
 
     @admin.display(boolean=True, description="FYERS")
     def on_fyers(self, obj: Instrument) -> bool:
@@ -212,3 +237,31 @@ class PoolAssignmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(ordering="account__provider")
     def provider(self, obj: PoolAssignment) -> str:
         return obj.account.get_provider_display()
+
+
+def _placement_issue(instrument: Instrument) -> PlacementIssue | None:
+    try:
+        return instrument.placement_issue
+    except ObjectDoesNotExist:
+        return None
+
+
+@admin.register(PlacementIssue)
+class PlacementIssueAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["instrument_key", "tier", "priority", "kind", "reason", "since"]
+    list_filter = ["kind", "instrument__tier"]
+    search_fields = ["instrument__key"]
+    list_select_related = ["instrument"]
+    fields = ["instrument", "kind", "reason", "since", "worker_id"]
+
+    @admin.display(description="instrument", ordering="instrument__key")
+    def instrument_key(self, obj: PlacementIssue) -> str:
+        return obj.instrument.key
+
+    @admin.display(ordering="instrument__tier")
+    def tier(self, obj: PlacementIssue) -> str:
+        return obj.instrument.get_tier_display()
+
+    @admin.display(ordering="instrument__priority")
+    def priority(self, obj: PlacementIssue) -> int:
+        return obj.instrument.priority

@@ -242,3 +242,33 @@ class PoolAssignment(models.Model):
 def connection_id(provider: str, label: str, slot: int) -> str:
     """The stable name of one pool connection, used in logs, heartbeats and health rows."""
     return f"{provider}:{label}:{slot}"
+
+
+class PlacementIssueKind(models.TextChoices):
+    LEFT_OUT = "left_out", "Left out"
+    ONE_PROVIDER = "one_provider", "One provider only"
+
+
+class PlacementIssue(models.Model):
+    """An enabled instrument the current pool plan does not carry as the rules want.
+
+    Either left out (no capacity, or no enabled provider lists it) or a critical instrument
+    carried by one provider only. The feed worker keeps these rows equal to its latest plan,
+    so the admin and the monitoring page show what is short, never silently.
+    """
+
+    instrument = models.OneToOneField(
+        Instrument, on_delete=models.CASCADE, related_name="placement_issue"
+    )
+    kind = models.CharField(max_length=16, choices=PlacementIssueKind.choices)
+    reason = models.CharField(max_length=300)
+    since = models.DateTimeField(help_text="When the plan first reported this kind of issue.")
+    worker_id = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["kind", "instrument__key"]
+        verbose_name = "placement issue"
+        verbose_name_plural = "placement issues"
+
+    def __str__(self) -> str:
+        return f"{self.instrument}: {self.get_kind_display()}"

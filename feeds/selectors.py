@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import QuerySet
 
 from feeds.models import Instrument, PoolAssignment, Provider, ProviderAccount
 from feeds.pool.distribution import Account, Conn, Placement, Want
-from feeds.pool.pool import AccountEndpoints, Identity
+from feeds.pool.pool import AccountEndpoints, Identity, PoolInputs
 
 
 def instruments_for_simulation(*, enabled_only: bool = False) -> QuerySet[Instrument]:
     """Instruments a simulator should list: anything with at least one provider identity."""
     queryset = Instrument.objects.exclude(fyers_token="", upstox_key="")
     return queryset.filter(enabled=True) if enabled_only else queryset
-
-
-@dataclass(frozen=True, slots=True)
-class PoolInputs:
-    """Everything the distribution and the pool need, read in one go."""
-
-    wants: list[Want]
-    accounts: list[Account]
-    endpoints: dict[tuple[str, str], AccountEndpoints]
-    identities: dict[str, Identity]
-    current: dict[str, tuple[Placement, ...]]
 
 
 def _token_reader(name: str) -> Callable[[], str | None]:

@@ -13,14 +13,18 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from feeds.control import pool_change_notify
 from feeds.instruments.records import InstrumentRecord, InstrumentType, LinkResult, RowError
 from feeds.models import (
     UPSTOX_DEFAULT_MODE_LIMITS,
     Instrument,
+    PlacementIssue,
+    PlacementIssueKind,
     PoolAssignment,
     Provider,
     ProviderAccount,
     Tier,
+    connection_id,
 )
 from feeds.pool.distribution import Placement
 
@@ -151,6 +155,8 @@ def instruments_import(
             Instrument.objects.bulk_create(to_create, batch_size=BULK_BATCH)
         if dry_run:
             transaction.set_rollback(True)
+        elif summary.created or summary.updated:
+            pool_change_notify(reason="instrument master imported")
     return summary
 
 
@@ -179,18 +185,27 @@ def instruments_set_tier(*, instrument_ids: Iterable[int], tier: str) -> int:
     """Move instruments to a tier; returns how many changed."""
     if tier not in Tier.values:
         raise ValueError(f"unknown tier {tier!r}")
-    return (
-        Instrument.objects.filter(pk__in=list(instrument_ids)).exclude(tier=tier).update(tier=tier)
+    changed = (
+        Instrument.objects.filter(pk__in=list(instrument_ids))
+        .exclude(tier=tier)
+        .update(tier=tier, updated_at=timezone.now())
     )
+    if changed:
+        pool_change_notify(reason=f"{changed} instrument(s) moved to tier {tier}")
+    return changed
 
 
 def instruments_set_enabled(*, instrument_ids: Iterable[int], enabled: bool) -> int:
     """Enable or disable instruments; returns how many changed."""
-    return (
+    changed = (
         Instrument.objects.filter(pk__in=list(instrument_ids))
         .exclude(enabled=enabled)
-        .update(enabled=enabled)
+        .update(enabled=enabled, updated_at=timezone.now())
     )
+    if changed:
+        state = "enabled" if enabled else "disabled"
+        pool_change_notify(reason=f"{changed} instrument(s) {state}")
+    return changed
 
 
 def instrument_update(*, instrument: Instrument, changes: dict[str, Any]) -> Instrument:
@@ -280,18 +295,24 @@ def instruments_enable_starter_set() -> int:
     )
     critical = Instrument.objects.filter(key__in=STARTER_CRITICAL)
     instruments_set_tier(instrument_ids=critical.values_list("pk", flat=True), tier=Tier.CRITICAL)
-    critical.update(priority=100)
+    critical.update(priority=100, updated_at=timezone.now())
     return len(chosen)
 
 
 @transaction.atomic
 def pool_assignments_record(
-    *, assignment: Mapping[str, tuple[Placement, ...]], worker_id: str = ""
+    *,
+    assignment: Mapping[str, tuple[Placement, ...]],
+    worker_id: str = "",
+    holders: Mapping[str, str] | None = None,
 ) -> tuple[int, int]:
     """Make ``PoolAssignment`` say what the pool now carries; returns (written, deleted).
 
-    Rows that did not change keep their ``since``; a placement that moved gets a new one.
+    ``holders`` names the worker holding each connection ("provider:account:slot" -> worker
+    id); connections missing from it get ``worker_id``. Rows that did not change keep their
+    ``since``; a placement that moved gets a new one.
     """
+    holders = holders or {}
     accounts = {(a.provider, a.label): a for a in ProviderAccount.objects.all()}
     instruments = dict(Instrument.objects.filter(key__in=list(assignment)).values_list("key", "pk"))
     existing = {
@@ -309,6 +330,8 @@ def pool_assignments_record(
             account = accounts.get((placement.conn.provider, placement.conn.account))
             if account is None:
                 continue
+            conn = placement.conn
+            holder = holders.get(connection_id(conn.provider, conn.account, conn.slot), worker_id)
             ident = (instrument_id, account.pk)
             wanted.add(ident)
             row = existing.get(ident)
@@ -317,19 +340,19 @@ def pool_assignments_record(
                     PoolAssignment(
                         instrument_id=instrument_id, account=account,
                         connection_slot=placement.conn.slot, data_mode=placement.mode,
-                        reason=placement.reason, worker_id=worker_id, since=now,
+                        reason=placement.reason, worker_id=holder, since=now,
                     )
                 )  # fmt: skip
                 continue
             moved = row.connection_slot != placement.conn.slot
             if moved or (row.data_mode, row.reason, row.worker_id) != (
-                placement.mode, placement.reason, worker_id,
+                placement.mode, placement.reason, holder,
             ):  # fmt: skip
                 row.connection_slot = placement.conn.slot
                 row.data_mode, row.reason, row.worker_id = (
                     placement.mode,
                     placement.reason,
-                    worker_id,
+                    holder,
                 )
                 if moved:
                     row.since = now
@@ -341,4 +364,51 @@ def pool_assignments_record(
         to_update, ["connection_slot", "data_mode", "reason", "worker_id", "since"],
         batch_size=BULK_BATCH,
     )  # fmt: skip
+    return len(to_create) + len(to_update), len(gone)
+
+
+@transaction.atomic
+def placement_issues_record(
+    *, left_out: Mapping[str, str], notes: Mapping[str, str], worker_id: str = ""
+) -> tuple[int, int]:
+    """Make ``PlacementIssue`` list the plan's ``left_out`` and ``notes``; returns (written,
+    deleted).
+
+    A key in both counts as left out; keys of unknown instruments are ignored. A row whose
+    kind did not change keeps its ``since``, even when the reason text did.
+    """
+
+    wanted = {key: (PlacementIssueKind.ONE_PROVIDER, why) for key, why in notes.items()}
+    wanted.update({key: (PlacementIssueKind.LEFT_OUT, why) for key, why in left_out.items()})
+    instruments = dict(Instrument.objects.filter(key__in=list(wanted)).values_list("key", "pk"))
+    existing = {row.instrument_id: row for row in PlacementIssue.objects.all()}
+    max_reason = PlacementIssue._meta.get_field("reason").max_length
+    now = timezone.now()
+    kept: set[int] = set()
+    to_create, to_update = [], []
+    for key, (kind, why) in wanted.items():
+        instrument_id = instruments.get(key)
+        if instrument_id is None:
+            continue
+        kept.add(instrument_id)
+        reason = why[:max_reason]
+        row = existing.get(instrument_id)
+        if row is None:
+            to_create.append(
+                PlacementIssue(
+                    instrument_id=instrument_id, kind=kind, reason=reason,
+                    worker_id=worker_id, since=now,
+                )
+            )  # fmt: skip
+        elif (row.kind, row.reason, row.worker_id) != (kind, reason, worker_id):
+            if row.kind != kind:
+                row.since = now
+            row.kind, row.reason, row.worker_id = kind, reason, worker_id
+            to_update.append(row)
+    gone = [row.pk for instrument_id, row in existing.items() if instrument_id not in kept]
+    PlacementIssue.objects.filter(pk__in=gone).delete()
+    PlacementIssue.objects.bulk_create(to_create, batch_size=BULK_BATCH)
+    PlacementIssue.objects.bulk_update(
+        to_update, ["kind", "reason", "worker_id", "since"], batch_size=BULK_BATCH
+    )
     return len(to_create) + len(to_update), len(gone)

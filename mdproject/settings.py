@@ -176,7 +176,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # One line per socket open/close is noise at the pool's scale; warnings still show.
+        "websockets": {"level": "WARNING"},
+    },
 }
 
 # --- Providers ------------------------------------------------------------------------------
@@ -205,6 +209,25 @@ UPSTOX = {
     "TOKEN_ENV": env.str("UPSTOX_TOKEN_ENV", default="UPSTOX_ACCESS_TOKEN"),
     "RATE_PER_SECOND": env.int("UPSTOX_RATE_PER_SECOND", default=50),
     "RATE_PER_MINUTE": env.int("UPSTOX_RATE_PER_MINUTE", default=500),
+}
+
+# --- Feed workers -------------------------------------------------------------------------
+
+FEEDS = {
+    # A dead worker's connections are taken over by another once its leases lapse.
+    "LEASE_TTL": env.float("FEEDS_LEASE_TTL", default=10.0),
+    # A failed connection must be live this long before its symbols move back to it.
+    "RECOVER_AFTER": env.float("FEEDS_RECOVER_SECONDS", default=5.0),
+    # No data and no pong for this long while the market is open: the connection is failed
+    # over (the clients ping at half this interval).
+    "SILENCE_TIMEOUT": env.float("FEEDS_SILENCE_SECONDS", default=1.0),
+    # Full re-read of instruments and accounts, in case a control message was missed.
+    "RECONCILE_INTERVAL": env.float("FEEDS_RECONCILE_SECONDS", default=30.0),
+    # How often each worker writes ConnectionHealth rows.
+    "HEALTH_RECORD_INTERVAL": env.float("FEEDS_HEALTH_RECORD_SECONDS", default=10.0),
+    # The embedded run starts both provider simulators in-process and points the accounts'
+    # token variables at simulator tokens. Off by default once REDIS_URL says production.
+    "SIMULATORS": env.bool("MDHUB_SIMULATORS", default=EMBEDDED_MODE),
 }
 
 # --- Instrument masters ---------------------------------------------------------------------

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q
+from django.db.models import Case, Count, IntegerField, Q, Value, When
 
-from feeds.models import Instrument, PoolAssignment, ProviderAccount, Tier
+from feeds.models import (
+    Instrument,
+    PlacementIssue,
+    PlacementIssueKind,
+    PoolAssignment,
+    ProviderAccount,
+    Tier,
+)
+
+PLACEMENT_ISSUES_SHOWN = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,4 +65,40 @@ def hub_overview_get() -> HubOverview:
         tiers=tiers,
         accounts=list(ProviderAccount.objects.all()),
         assignments=PoolAssignment.objects.count(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementOverview:
+    left_out: int
+    one_provider: int
+    total: int
+    issues: list[PlacementIssue]  # the most important first, at most ``limit``
+
+
+def placement_overview_get(*, limit: int = PLACEMENT_ISSUES_SHOWN) -> PlacementOverview:
+    """Enabled instruments the pool leaves out or carries on one provider only.
+
+    Most important first, as the pool ranks them: tier, then priority descending, then key.
+    """
+    issues = PlacementIssue.objects.filter(instrument__enabled=True)
+    counts = issues.aggregate(
+        left_out=Count("id", filter=Q(kind=PlacementIssueKind.LEFT_OUT)),
+        one_provider=Count("id", filter=Q(kind=PlacementIssueKind.ONE_PROVIDER)),
+    )
+    tier_rank = Case(
+        *(When(instrument__tier=tier.value, then=Value(rank)) for rank, tier in enumerate(Tier)),
+        default=Value(len(Tier)),
+        output_field=IntegerField(),
+    )
+    first = (
+        issues.select_related("instrument")
+        .annotate(tier_rank=tier_rank)
+        .order_by("tier_rank", "-instrument__priority", "instrument__key")[:limit]
+    )
+    return PlacementOverview(
+        left_out=counts["left_out"],
+        one_provider=counts["one_provider"],
+        total=counts["left_out"] + counts["one_provider"],
+        issues=list(first),
     )

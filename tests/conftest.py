@@ -1,11 +1,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,3 +57,54 @@ def sample_import(db):
 
     fyers_files, upstox_files = sample_master_files()
     return import_master_files(fyers_files=fyers_files, upstox_files=upstox_files)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private, throwaway redis-server for this session."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "redis-server is not on PATH; the Redis tests need it "
+            "(Debian/Ubuntu: apt-get install redis-server)",
+            pytrace=False,
+        )
+    workdir = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    log = workdir / "redis.log"
+    proc = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(workdir), "--logfile", str(log)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"redis-server exited ({proc.returncode}):\n{_tail(log)}")
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not answer on port {port}:\n{_tail(log)}")
+                time.sleep(0.02)
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _tail(path: Any) -> str:
+    try:
+        return "\n".join(path.read_text().splitlines()[-20:])
+    except OSError:
+        return "(no log)"

@@ -1,8 +1,9 @@
 """The connection pool: the provider clients a worker holds, kept true to a distribution plan.
 
-``apply(plan)`` turns a ``Plan`` into socket work: unsubscriptions first (they free room
-under the caps), then subscriptions, opening a client for a connection that gets its first
-symbols and closing one that has none left. Clients reconnect on their own; their ticks go
+``apply(desired)`` turns what each connection should carry into socket work: the diff
+against what its client holds, unsubscriptions first (they free room under the caps), then
+subscriptions, opening a client for a connection that gets its first symbols and closing
+one that has none left. Clients reconnect on their own; their ticks go
 to one callback. No Django here: the worker builds the endpoints and identities from the
 database and the settings.
 """
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from feeds.pool.distribution import Conn, Plan
+from feeds.pool.distribution import Account, Conn, Placement, Want
 from feeds.providers.base import ClientState, ConnectionSlots, FeedClient, StateSink, TickSink
 from feeds.providers.errors import CapExceeded
 from feeds.providers.fyers.client import FyersClient
@@ -57,6 +58,40 @@ def connection_name(conn: Conn) -> str:
     return f"{conn.provider}:{conn.account}:{conn.slot}"
 
 
+def conn_from_name(name: str) -> Conn:
+    """The inverse of ``connection_name``; ValueError for anything else."""
+    provider, account, slot = name.rsplit(":", 2)
+    return Conn(provider, account, int(slot))
+
+
+def desired_by_conn(assignment: Mapping[str, Iterable[Placement]]) -> dict[Conn, dict[str, str]]:
+    """Turn an assignment (key -> placements) into what each connection must carry."""
+    desired: dict[Conn, dict[str, str]] = {}
+    for key, placements in assignment.items():
+        for placement in placements:
+            desired.setdefault(placement.conn, {})[key] = placement.mode
+    return desired
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    subscribed: int = 0
+    unsubscribed: int = 0
+    opened: list[Conn] = field(default_factory=list)
+    closed: list[Conn] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolInputs:
+    """Everything the distribution and the pool need, read in one go."""
+
+    wants: list[Want]
+    accounts: list[Account]
+    endpoints: dict[tuple[str, str], AccountEndpoints]
+    identities: dict[str, Identity]
+    current: dict[str, tuple[Placement, ...]]
+
+
 class ConnectionPool:
     def __init__(
         self,
@@ -79,32 +114,84 @@ class ConnectionPool:
 
     # --- plans ---------------------------------------------------------------------------
 
-    async def apply(self, plan: Plan) -> None:
-        """Make the sockets carry what ``plan`` says; refusals are recorded, not raised."""
-        for conn, keys in plan.unsubscribe.items():
-            client = self.clients.get(conn)
-            if client is not None and keys:
-                await client.unsubscribe([self._symbol(conn, k) for k in keys])
-        for conn, wanted in plan.subscribe.items():
+    async def apply(
+        self, desired: Mapping[Conn, Mapping[str, str]], *, hold: Collection[Conn] = ()
+    ) -> ApplyResult:
+        """Make the sockets carry ``desired`` (connection -> instrument key -> mode): the diff
+        against what each client holds now, unsubscriptions first (they free room under the
+        caps), then subscriptions, opening clients that get their first symbols and closing
+        those left with none. Connections in ``hold`` (failed ones whose symbols moved
+        elsewhere) keep their subscriptions and stay open, so that they reconnect and show
+        when they are healthy again. Refusals are recorded in ``refused``, not raised."""
+        result = ApplyResult()
+        for conn, client in list(self.clients.items()):
+            if conn in hold:
+                continue
+            wanted = desired.get(conn, {})
+            symbols = {self._symbol(conn, k) for k in wanted}
+            gone = [s for s in client.subscriptions if s not in symbols]
+            if gone:
+                await client.unsubscribe(gone)
+                result.unsubscribed += len(gone)
+        for conn, wanted in desired.items():
             if not wanted:
                 continue
-            client = self._client(conn)
+            client = self._client(conn, result)
             if client is None:
                 continue
-            symbols = {self._symbol(conn, k): mode for k, mode in wanted.items()}
+            held = client.subscriptions
+            symbols = {self._symbol(conn, k): m for k, m in wanted.items()}
+            new = {s: m for s, m in symbols.items() if held.get(s) != m}
+            if not new:
+                continue
             try:
-                await client.subscribe(symbols)
+                await client.subscribe(new)
                 self.refused.pop(conn, None)
+                result.subscribed += len(new)
             except CapExceeded as exc:  # the plan and the client disagree on a cap
                 self.refused[conn] = str(exc)
-                logger.error("pool: %s refused %d symbols: %s", conn, len(symbols), exc)
+                logger.error("pool: %s refused %d symbols: %s", conn, len(new), exc)
         for conn in [c for c, client in self.clients.items() if not client.subscriptions]:
+            if conn not in hold:
+                await self._close(conn)
+                result.closed.append(conn)
+        return result
+
+    def update_directory(
+        self,
+        *,
+        endpoints: Mapping[tuple[str, str], AccountEndpoints],
+        identities: Mapping[str, Identity],
+    ) -> None:
+        """New accounts and instruments: open clients learn the new symbols' keys."""
+        self.endpoints = dict(endpoints)
+        if identities.keys() == self.identities.keys():
+            self.identities = dict(identities)
+            return
+        added = {k: i for k, i in identities.items() if self.identities.get(k) != i}
+        self.identities = dict(identities)
+        for client in self.clients.values():
+            client.instruments.update(
+                {
+                    i.symbol(client.provider): k
+                    for k, i in added.items()
+                    if i.symbol(client.provider)
+                }
+            )
+            if isinstance(client, FyersClient):
+                client.fytokens.update(
+                    {i.fyers_symbol: i.fytoken for i in added.values() if i.fytoken}
+                )
+
+    async def drop(self, conns: Collection[Conn]) -> None:
+        """Close connections at once (a lease lost: another worker may open them now)."""
+        for conn in conns:
             await self._close(conn)
 
     def _symbol(self, conn: Conn, key: str) -> str:
         return self.identities[key].symbol(conn.provider)
 
-    def _client(self, conn: Conn) -> FeedClient | None:
+    def _client(self, conn: Conn, result: ApplyResult | None = None) -> FeedClient | None:
         client = self.clients.get(conn)
         if client is not None:
             return client
@@ -151,6 +238,8 @@ class ConnectionPool:
             logger.error("pool: cannot open %s: %s", conn, exc)
             return None
         self.clients[conn] = client
+        if result is not None:
+            result.opened.append(conn)
         return client
 
     def _rest_client(self, account: AccountEndpoints) -> FyersRestClient | UpstoxRestClient:

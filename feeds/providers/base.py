@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from websockets.asyncio.client import ClientConnection
+
 from feeds.providers.backoff import Backoff
 from feeds.providers.errors import AuthError, CapExceeded, FrameError, ProviderError
 from feeds.providers.ticks import Tick
@@ -308,22 +310,43 @@ class FeedClient(ABC):
             except Exception:
                 logger.exception("%s: state sink failed", self.name)
 
-    async def _watch_silence(self) -> None:
-        """Data silence while the market is open and symbols are held: degraded at the
-        bound, and the session is ended at twice the bound so that ``run()`` reconnects."""
+    async def _watch_silence(self, ws: ClientConnection | None = None) -> None:
+        """Silence while the market is open and symbols are held: no data and no pong.
+        Degraded at the bound, and the session is ended at twice the bound so that ``run()``
+        reconnects. With ``ws`` it pings every half bound, so a quiet but healthy socket
+        (an illiquid set of symbols) stays live while a hung peer is caught."""
         if not self.silence_timeout:
             await asyncio.Event().wait()  # disabled: never ends the session
         bound = self.silence_timeout
+        last_ping = 0.0
         while True:
             await asyncio.sleep(bound / 4)
+            now = time.monotonic()
+            if ws is not None and now - last_ping >= bound / 2:
+                last_ping = now
+                with contextlib.suppress(Exception):  # closing: the read side reports it
+                    waiter = await ws.ping()
+                    waiter.add_done_callback(self._ponged)
             if not (self.market_open and self.subscriptions):
                 continue
-            quiet = (time.time_ns() - self.stats.last_message_ns) / 1e9
+            stats = self.stats
+            heard = max(stats.last_message_ns, stats.last_pong_ns, stats.live_since_ns)
+            quiet = (time.time_ns() - heard) / 1e9
             if quiet > 2 * bound:
                 self.stats.errors["silent"] += 1
-                raise SessionEnded(f"no data for {quiet:.1f} s")
+                raise SessionEnded(f"no data and no pong for {quiet:.1f} s")
             if quiet > bound and self.state is ClientState.LIVE:
                 self._set_state(ClientState.DEGRADED, f"silent for {quiet:.1f} s")
+            elif (
+                quiet <= bound
+                and self.state is ClientState.DEGRADED
+                and self.state_reason.startswith("silent")
+            ):
+                self._set_state(ClientState.LIVE, "answering again")
+
+    def _ponged(self, waiter: asyncio.Future[float]) -> None:
+        if not waiter.cancelled() and waiter.exception() is None:
+            self.stats.last_pong_ns = time.time_ns()
 
 
 async def first_to_finish(*coros: Awaitable[None]) -> None:

@@ -99,7 +99,7 @@ class FyersClient(FeedClient):
             self._ack_every = reply.ack_every
             await self._send_subscriptions(dict(self.subscriptions))
             self._went_live()
-            await first_to_finish(self._read(ws), self._ping(ws), self._watch_silence())
+            await first_to_finish(self._read(ws), self._ping(ws), self._watch_silence(ws))
         finally:
             self._ws = None
             await ws.close()

@@ -90,7 +90,7 @@ class UpstoxClient(FeedClient):
             await asyncio.wait_for(self._await_market_info(ws), MARKET_INFO_TIMEOUT)
             await self._send_subscriptions(dict(self.subscriptions))
             self._went_live()
-            await first_to_finish(self._read(ws), self._watch_silence())
+            await first_to_finish(self._read(ws), self._watch_silence(ws))
         finally:
             self._ws = None
             await ws.close()

@@ -11,7 +11,7 @@ import pytest
 
 from feeds.pool.distribution import Account, Conn, Want, distribute
 from feeds.pool.latest import LatestTicks
-from feeds.pool.pool import AccountEndpoints, ConnectionPool, Identity
+from feeds.pool.pool import AccountEndpoints, ConnectionPool, Identity, desired_by_conn
 from feeds.providers.backoff import Backoff
 from feeds.providers.simulation.run import SimulatorSet, start_simulators, universe_from_masters
 from feeds.providers.ticks import Tick
@@ -86,7 +86,8 @@ async def test_a_thousand_symbols_on_five_fyers_pools_plus_upstox_all_tick(sims,
         client_options={"backoff": Backoff(base=0.05, cap=0.5)},
     )  # fmt: skip
     try:
-        await pool.apply(plan)
+        result = await pool.apply(desired_by_conn(plan.assignment))
+        assert len(result.opened) == 6 and result.subscribed == 1220
         assert len(expected) == 1000 + 20 + 200  # critical ones on both providers
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_seen.wait(), 20)

@@ -1,0 +1,563 @@
+"""The feed worker: one asyncio loop holding a connection pool, kept true to the assignment.
+
+Every change to the pool goes through ``_sync``, run by one task, so changes never interleave:
+
+* the *planner* (one worker at a time, by lease) runs the pure ``distribute`` over the enabled
+  instruments, the provider accounts and the connections that are unavailable, records the
+  assignment and tells the other workers;
+* every worker claims leases on a fair share of the connections in the assignment and makes
+  its clients carry what the assignment says for those (``ConnectionPool.apply``).
+
+What wakes a sync: a control message (an admin edit committed, the planner's new assignment,
+another worker's connection failing), a health change of one of our connections, a lease
+change, and a periodic reconcile as the safety net. Health-triggered syncs reuse the inputs
+already loaded, so a failover costs a ``distribute`` and the socket work, not a database read.
+
+Failover: a connection that goes down, fails auth or falls silent is unavailable at once
+(``HealthTracker``); the next plan places its symbols elsewhere (another FYERS connection
+first, then Upstox) while its client keeps its subscriptions and reconnects with back-off.
+After it has been live for the hysteresis period the plan moves them back.
+
+Every tick takes one path, inline in the socket's read loop: the validation hook, the L1
+table, the publisher hook. No Django here: the database and the control channel are behind
+``WorkerBackend`` (``feeds.runtime`` implements it), leases and heartbeats behind
+``Coordinator`` (Redis, or in memory for the embedded single worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from feeds.pool.coordination import Coordinator
+from feeds.pool.distribution import Conn, Placement, Plan, distribute
+from feeds.pool.health import HealthTracker
+from feeds.pool.latest import LatestTicks
+from feeds.pool.pool import (
+    ConnectionPool,
+    PoolInputs,
+    conn_from_name,
+    connection_name,
+    desired_by_conn,
+)
+from feeds.providers.base import ClientState, FeedClient
+from feeds.providers.ticks import Tick
+
+logger = logging.getLogger(__name__)
+
+PLANNER_LEASE = "planner"
+ControlMessage = dict[str, Any]
+TickHook = Callable[[list[Tick]], None]
+
+
+class WorkerBackend(Protocol):
+    """What the worker needs from the rest of the hub (the database, the control channel)."""
+
+    async def load_inputs(self) -> PoolInputs: ...
+
+    async def record_plan(
+        self, plan: Plan, *, worker_id: str, holders: Mapping[str, str]
+    ) -> None: ...
+
+    async def record_health(self, statuses: list[dict[str, Any]], *, worker_id: str) -> None: ...
+
+    def control_messages(self) -> AsyncIterator[ControlMessage]: ...
+
+    async def send_control(self, message: ControlMessage) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    lease_ttl: float = 10.0  # a dead worker's connections are free again after this
+    lease_check: float = 0.5  # how often unheld connections are looked for
+    health_interval: float = 0.2  # time-based health rules (grace, recovery)
+    heartbeat_interval: float = 1.0  # heartbeats to the coordinator
+    health_record_interval: float = 10.0  # ConnectionHealth rows
+    reconcile_interval: float = 30.0  # full re-read of the database, the safety net
+    recover_after: float = 5.0  # live this long before symbols move back
+    connect_grace: float = 3.0  # a new connection's first connect may take this long
+    debounce: float = 0.02  # coalesce bursts of wake-ups into one sync
+    log_interval: float = 10.0
+    client_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    ticks: Counter[str] = field(default_factory=Counter)  # per provider
+    syncs: int = 0
+    failovers: int = 0
+    returns: int = 0
+    sync_errors: int = 0
+    hook_errors: int = 0
+
+
+class FeedWorker:
+    def __init__(
+        self,
+        *,
+        backend: WorkerBackend,
+        coordinator: Coordinator,
+        config: WorkerConfig | None = None,
+        validate: TickHook | None = None,
+        publish: TickHook | None = None,
+    ) -> None:
+        self.config = config or WorkerConfig()
+        self.id = self.config.worker_id
+        self.backend = backend
+        self.coordinator = coordinator
+        self.validate = validate  # the validation issue marks ticks here
+        self.publish = publish  # the fan-out issue publishes them here
+        self.latest = LatestTicks()
+        self.stats = WorkerStats()
+        self.tracker: HealthTracker[Conn] = HealthTracker(
+            recover_after=self.config.recover_after, connect_grace=self.config.connect_grace
+        )
+        self.pool = ConnectionPool(
+            endpoints={},
+            identities={},
+            on_ticks=self._on_ticks,
+            on_state=self._on_state,
+            client_options=self.config.client_options,
+        )
+        self.plan: Plan | None = None  # the planner's latest plan
+        self.assignment: Mapping[str, tuple[Placement, ...]] = {}  # what the pool follows
+        self.planner = False
+        self.leases: set[str] = set()  # connection names this worker holds
+        self._inputs: PoolInputs | None = None
+        # The assignment and lease holders last written to the database (by the planner).
+        self._recorded: tuple[Mapping[str, tuple[Placement, ...]], dict[str, str]] | None = None
+        self._remote_unavailable: set[str] = set()  # reported by the workers holding them
+        self._auth_refused: set[tuple[str, str]] = set()  # accounts whose token was refused
+        self._workers = 1  # live workers, from the heartbeats
+        self._wake = asyncio.Event()
+        self._reload = True
+        self._synced = asyncio.Condition()
+        self._last_renew = 0.0
+        self._started = time.monotonic()
+        self._last_log: tuple[float, dict[str, int]] = (self._started, {})
+
+    # --- the tick path -------------------------------------------------------------------
+
+    def _on_ticks(self, ticks: list[Tick]) -> None:
+        # Inline in the socket's read loop: keep it short and never raise into it.
+        if self.validate is not None:
+            try:
+                self.validate(ticks)
+            except Exception:
+                self.stats.hook_errors += 1
+                logger.exception("worker: validation hook failed; ticks pass unvalidated")
+        put = self.latest.put
+        for tick in ticks:
+            put(tick)
+        self.stats.ticks[str(ticks[0].provider)] += len(ticks)
+        if self.publish is not None:
+            try:
+                self.publish(ticks)
+            except Exception:
+                self.stats.hook_errors += 1
+                logger.exception("worker: publisher hook failed")
+
+    # --- life ----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Until ``stop`` is set (or the task is cancelled); then release everything."""
+        stop = stop or asyncio.Event()
+        loops = [
+            self._sync_loop(),
+            self._control_loop(),
+            self._health_loop(),
+            self._lease_loop(),
+            self._heartbeat_loop(),
+            self._every(self.config.reconcile_interval, self._reconcile),
+            self._every(self.config.health_record_interval, self._record_health),
+            self._every(self.config.log_interval, self._log_status),
+        ]
+        tasks = [asyncio.create_task(c) for c in loops]
+        await self._beat_worker()  # count ourselves before the first claim
+        await self._lease_step()
+        self.wake(reload=True)
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        await self.pool.close()
+        names = self.leases | ({PLANNER_LEASE} if self.planner else set())
+        with contextlib.suppress(Exception):
+            await self.coordinator.release(names, owner=self.id)
+            # Expire our heartbeats now, so no one counts this worker in its fair share.
+            await self.coordinator.beat("worker", self.id, {}, ttl=0.001)
+            for name in self.leases:
+                await self.coordinator.beat("connection", name, {}, ttl=0.001)
+            # Others take the released connections now instead of after the lease TTL.
+            await self.backend.send_control({"type": "pool.leases", "worker": self.id})
+        self.leases.clear()
+        self.planner = False
+        logger.info("worker %s: stopped; connections released", self.id)
+
+    def wake(self, *, reload: bool = False) -> None:
+        self._reload |= reload
+        self._wake.set()
+
+    async def wait_synced(self, after: int = 0) -> int:
+        """Until a sync numbered above ``after`` has finished; returns the sync count."""
+        async with self._synced:
+            await self._synced.wait_for(lambda: self.stats.syncs > after)
+            return self.stats.syncs
+
+    # --- the one place that changes the pool ---------------------------------------------
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.config.debounce)
+            self._wake.clear()
+            reload, self._reload = self._reload, False
+            try:
+                await self._sync(reload=reload)
+            except Exception:
+                self.stats.sync_errors += 1
+                logger.exception("worker %s: sync failed; retrying in 1 s", self.id)
+                await asyncio.sleep(1.0)
+                self.wake(reload=True)
+            async with self._synced:
+                self.stats.syncs += 1
+                self._synced.notify_all()
+
+    async def _sync(self, *, reload: bool) -> None:
+        if reload or self._inputs is None:
+            self._inputs = await self.backend.load_inputs()
+            self.pool.update_directory(
+                endpoints=self._inputs.endpoints, identities=self._inputs.identities
+            )
+        inputs = self._inputs
+        if self.planner:
+            # Our own last plan carries the failover homes the database does not.
+            current = self.plan.assignment if self.plan is not None else inputs.current
+            plan = distribute(
+                wants=inputs.wants,
+                accounts=inputs.accounts,
+                current=current,
+                unavailable=self.unavailable(),
+            )
+            self._log_plan(plan)
+            self.plan = plan
+            self.assignment = plan.assignment
+        else:
+            self.plan = None
+            self.assignment = inputs.current  # as the planner recorded it
+        desired = desired_by_conn(self.assignment)
+        await self._claim(desired)
+        hold = self.tracker.unavailable() & self.pool.clients.keys()
+        mine = {c: keys for c, keys in desired.items() if connection_name(c) in self.leases}
+        result = await self.pool.apply(mine, hold=hold)
+        for conn in result.closed:
+            self.tracker.forget(conn)
+        if result.opened or result.closed or result.subscribed or result.unsubscribed:
+            logger.info(
+                "worker %s: +%d/-%d symbols; opened %s; closed %s; now %d connections",
+                self.id, result.subscribed, result.unsubscribed,
+                [connection_name(c) for c in result.opened] or "none",
+                [connection_name(c) for c in result.closed] or "none", len(self.pool.clients),
+            )  # fmt: skip
+        if self.planner and self.plan is not None:
+            holders = await self.coordinator.holders([connection_name(c) for c in desired])
+            if reload or self._recorded != (self.assignment, holders):
+                await self.backend.record_plan(self.plan, worker_id=self.id, holders=holders)
+                self._recorded = (self.assignment, holders)
+                await self.backend.send_control({"type": "pool.assigned", "worker": self.id})
+
+    def unavailable(self) -> set[Conn]:
+        """Connections no symbol may be placed on: ours from the tracker, others' as their
+        workers report them."""
+        down = set(self.tracker.unavailable())
+        for name in self._remote_unavailable:
+            with contextlib.suppress(ValueError):
+                down.add(conn_from_name(name))
+        if self._auth_refused and self._inputs is not None:
+            for account in self._inputs.accounts:
+                if (account.provider, account.name) in self._auth_refused:
+                    slots = (Conn(account.provider, account.name, s)
+                             for s in range(account.max_connections))  # fmt: skip
+                    down |= {c for c in slots if c not in self.pool.clients}
+        return down
+
+    def _log_plan(self, plan: Plan) -> None:
+        previous = self.plan
+        if previous is None or previous.left_out.keys() != plan.left_out.keys():
+            if plan.left_out:
+                sample = ", ".join(f"{k} ({r})" for k, r in list(plan.left_out.items())[:3])
+                logger.warning(
+                    "worker %s: %d instruments left out for lack of capacity, e.g. %s",
+                    self.id, len(plan.left_out), sample,
+                )  # fmt: skip
+            elif previous is not None and previous.left_out:
+                logger.info("worker %s: every enabled instrument is placed again", self.id)
+        if plan.moved:
+            logger.info("worker %s: plan moved %d placements", self.id, plan.moved)
+
+    # --- leases --------------------------------------------------------------------------
+
+    async def _claim(self, desired: Mapping[Conn, Mapping[str, str]]) -> None:
+        """Hold a fair share of the connections that carry symbols; let go of the rest."""
+        ttl = self.config.lease_ttl
+        names = sorted(connection_name(c) for c, keys in desired.items() if keys)
+        watching = {
+            connection_name(c) for c in self.tracker.unavailable() & self.pool.clients.keys()
+        }
+        keep = set(names) | watching
+        stale = self.leases - keep
+        if stale:
+            await self._let_go(stale, why="no longer in the assignment")
+        share = math.ceil(len(names) / max(1, self._workers))
+        own = self.leases - watching
+        surplus = sorted(own, reverse=True)[: max(0, len(own) - share)]
+        if surplus and self._workers > 1:
+            await self._let_go(set(surplus), why=f"rebalancing over {self._workers} workers")
+        holders = await self.coordinator.holders([n for n in names if n not in self.leases])
+        # A failed connection we keep watching does not count against our share.
+        owned = len(self.leases - watching)
+        for name in names:
+            if owned >= share:
+                break
+            if name in self.leases or name in holders:
+                continue
+            if await self.coordinator.claim(name, owner=self.id, ttl=ttl):
+                self.leases.add(name)
+                owned += 1
+
+    async def _let_go(self, names: set[str], *, why: str) -> None:
+        await self.pool.drop([conn_from_name(n) for n in names])
+        for name in names:
+            self.tracker.forget(conn_from_name(name))
+        await self.coordinator.release(names, owner=self.id)
+        self.leases -= names
+        logger.info("worker %s: released %s (%s)", self.id, sorted(names), why)
+        await self.backend.send_control({"type": "pool.leases", "worker": self.id})
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.lease_check)
+            try:
+                await self._lease_step()
+            except Exception:
+                logger.exception("worker %s: lease step failed", self.id)
+
+    async def _lease_step(self) -> None:
+        ttl, now = self.config.lease_ttl, time.monotonic()
+        if now - self._last_renew >= ttl / 4:
+            self._last_renew = now
+            held = self.leases | ({PLANNER_LEASE} if self.planner else set())
+            kept = await self.coordinator.renew(held, owner=self.id, ttl=ttl)
+            lost = self.leases - kept
+            if lost:
+                # Someone else may already be opening them: stop at once.
+                logger.error("worker %s: lost leases %s; closing them", self.id, sorted(lost))
+                await self.pool.drop([conn_from_name(n) for n in lost])
+                self.leases -= lost
+            if self.planner and PLANNER_LEASE not in kept:
+                logger.error("worker %s: lost the planner lease", self.id)
+                self.planner, self.plan = False, None
+        if not self.planner and await self.coordinator.claim(PLANNER_LEASE, owner=self.id, ttl=ttl):
+            self.planner = True
+            logger.info("worker %s: planning the pool", self.id)
+            self.wake(reload=True)
+            return
+        # Connections nobody holds (a dead worker's, or new ones): sync to claim them. The
+        # planner also re-records the assignment when another worker took connections.
+        names = [connection_name(c) for c, keys in desired_by_conn(self.assignment).items() if keys]
+        if self.planner:
+            holders = await self.coordinator.holders(names)
+            recorded = self._recorded[1] if self._recorded else {}
+            if len(holders) < len(names) or holders != recorded:
+                self.wake()
+            return
+        unheld = set(names) - self.leases
+        if unheld and len(await self.coordinator.holders(unheld)) < len(unheld):
+            self.wake()
+
+    # --- health --------------------------------------------------------------------------
+
+    def _on_state(self, client: FeedClient, state: ClientState, reason: str) -> None:
+        try:
+            conn = conn_from_name(client.name)
+        except ValueError:
+            return
+        if state is ClientState.CLOSED or conn not in self.pool.clients:
+            return
+        account = (conn.provider, conn.account)
+        if state is ClientState.DOWN and reason.startswith("auth failed"):
+            if account not in self._auth_refused:
+                # A refused token is refused for every new socket of the account: fail over
+                # to connections that are already open, not to fresh ones that would fail too.
+                logger.warning("worker %s: %s:%s refuses new connections (%s)", self.id,
+                               *account, reason)  # fmt: skip
+                self._auth_refused.add(account)
+                self.wake()
+        elif state is ClientState.LIVE and account in self._auth_refused:
+            logger.info("worker %s: %s:%s authenticates again", self.id, *account)
+            self._auth_refused.discard(account)
+            self.wake()
+        if self.tracker.observe(conn, state, time.monotonic()):
+            self._availability_changed(conn, reason)
+
+    async def _health_loop(self) -> None:
+        # State changes arrive through ``_on_state``; this runs the time-based rules (a
+        # first connect past its grace, a recovery past its hysteresis).
+        while True:
+            await asyncio.sleep(self.config.health_interval)
+            before = self.tracker.unavailable()
+            self.tracker.tick(time.monotonic())
+            for conn in before ^ self.tracker.unavailable():
+                client = self.pool.clients.get(conn)
+                self._availability_changed(conn, client.state_reason if client else "gone")
+
+    def _availability_changed(self, conn: Conn, reason: str) -> None:
+        name = connection_name(conn)
+        available = conn not in self.tracker.unavailable()
+        carried = len(desired_by_conn(self.assignment).get(conn, {}))
+        if available:
+            self.stats.returns += 1
+            logger.info("worker %s: %s healthy again; moving its symbols back", self.id, name)
+        else:
+            self.stats.failovers += 1
+            logger.warning(
+                "worker %s: %s unavailable (%s); moving its %d symbols",
+                self.id, name, reason, carried,
+            )  # fmt: skip
+        self.wake()
+        if not self.planner:
+            message = {"type": "pool.health", "conn": name, "available": available}
+            asyncio.get_running_loop().create_task(
+                self.backend.send_control({**message, "worker": self.id})
+            )
+
+    # --- control messages ----------------------------------------------------------------
+
+    async def _control_loop(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async for message in self.backend.control_messages():
+                    delay = 0.5
+                    self._on_control(message)
+            except Exception:
+                logger.warning("worker %s: control channel failed; retrying", self.id,
+                               exc_info=True)  # fmt: skip
+            # The periodic reconcile covers what is missed meanwhile.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def _on_control(self, message: ControlMessage) -> None:
+        kind, sender = message.get("type"), message.get("worker")
+        if kind == "pool.changed":
+            if self.planner:
+                logger.info("worker %s: configuration changed (%s)", self.id,
+                            message.get("reason", "?"))  # fmt: skip
+                self.wake(reload=True)
+        elif kind == "pool.assigned":
+            if sender != self.id and not self.planner:
+                self.wake(reload=True)
+        elif kind == "pool.health":
+            if self.planner and sender != self.id and isinstance(message.get("conn"), str):
+                if message.get("available"):
+                    self._remote_unavailable.discard(message["conn"])
+                else:
+                    self._remote_unavailable.add(message["conn"])
+                self.wake()
+        elif kind == "pool.leases":
+            if sender != self.id:
+                self.wake()
+        else:
+            logger.debug("worker %s: ignoring control message %r", self.id, kind)
+
+    # --- heartbeats, records, logs -------------------------------------------------------
+
+    async def _beat_worker(self) -> None:
+        info = {
+            "worker": self.id,
+            "pid": os.getpid(),
+            "planner": self.planner,
+            "connections": sorted(self.leases),
+            "ticks": sum(self.stats.ticks.values()),
+            "uptime": round(time.monotonic() - self._started, 1),
+            "at": time.time(),
+        }
+        await self.coordinator.beat("worker", self.id, info, ttl=self.config.lease_ttl)
+
+    def connection_statuses(self) -> list[dict[str, Any]]:
+        unavailable = self.tracker.unavailable()
+        return [
+            {**client.status(), "available": conn not in unavailable, "worker": self.id}
+            for conn, client in sorted(self.pool.clients.items())
+        ]
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self._beat_worker()
+                ttl = self.config.lease_ttl
+                for status in self.connection_statuses():
+                    await self.coordinator.beat("connection", status["name"], status, ttl=ttl)
+                workers = await self.coordinator.beats("worker")
+                self._workers = max(1, len(workers))
+                if self.planner:
+                    beats = await self.coordinator.beats("connection")
+                    remote = {
+                        name for name, info in beats.items()
+                        if info.get("worker") != self.id and not info.get("available", True)
+                    }  # fmt: skip
+                    if remote != self._remote_unavailable:
+                        self._remote_unavailable = remote
+                        self.wake()
+            except Exception:
+                logger.warning("worker %s: heartbeat failed", self.id, exc_info=True)
+            await asyncio.sleep(self.config.heartbeat_interval)
+
+    async def _every(self, seconds: float, action: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await action()
+            except Exception:
+                logger.exception("worker %s: %s failed", self.id, action.__name__)
+
+    async def _reconcile(self) -> None:
+        self.wake(reload=True)
+
+    async def _record_health(self) -> None:
+        statuses = self.connection_statuses()
+        if statuses:
+            await self.backend.record_health(statuses, worker_id=self.id)
+
+    async def _log_status(self) -> None:
+        clients = self.pool.clients.values()
+        live = sum(1 for c in clients if c.state is ClientState.LIVE)
+        symbols = sum(len(c.subscriptions) for c in clients)
+        now, ticks = time.monotonic(), dict(self.stats.ticks)
+        span = max(now - self._last_log[0], 1e-9)
+        rates = ", ".join(
+            f"{provider} {(n - self._last_log[1].get(provider, 0)) / span:,.0f}/s"
+            for provider, n in sorted(ticks.items())
+        )
+        self._last_log = (now, ticks)
+        logger.info(
+            "worker %s: %d/%d connections live, %d subscriptions, %d instruments ticked; "
+            "ticks %s%s",
+            self.id, live, len(self.pool.clients), symbols, len(self.latest), rates or "none yet",
+            "; planner" if self.planner else "",
+        )  # fmt: skip

@@ -1,0 +1,150 @@
+"""Django glue for the feed worker: its database backend, its configuration from settings,
+and the embedded provider simulators.
+
+``feeds.pool.worker`` knows nothing of Django; this module gives it the database through the
+selectors and services (on Django's sync thread), the control channel through the channel
+layer, and the coordinator through ``REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from feeds.control import control_messages, control_send_async
+from feeds.models import ProviderAccount
+from feeds.pool.coordination import coordinator_from_url
+from feeds.pool.distribution import Plan
+from feeds.pool.pool import PoolInputs
+from feeds.pool.worker import ControlMessage, FeedWorker, TickHook, WorkerConfig
+from feeds.providers.backoff import Backoff
+from feeds.providers.simulation.run import SimulatorSet, start_simulators
+from feeds.providers.simulation.universe import sim_instrument_from
+from feeds.selectors import instruments_for_simulation, pool_inputs_get
+from feeds.services import placement_issues_record, pool_assignments_record
+from monitoring.services import connection_health_record
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _load_inputs() -> PoolInputs:
+    close_old_connections()  # the worker lives for days; Django's request hooks never run
+    return pool_inputs_get()
+
+
+def _record_plan(plan: Plan, worker_id: str, holders: Mapping[str, str]) -> None:
+    close_old_connections()
+    pool_assignments_record(assignment=plan.assignment, worker_id=worker_id, holders=holders)
+    placement_issues_record(left_out=plan.left_out, notes=plan.notes, worker_id=worker_id)
+
+
+def _record_health(statuses: list[dict[str, Any]], worker_id: str) -> None:
+    close_old_connections()
+    connection_health_record(statuses=statuses, worker_id=worker_id)
+
+
+class DjangoWorkerBackend:
+    """``WorkerBackend`` on the database and the channel layer."""
+
+    async def load_inputs(self) -> PoolInputs:
+        return await sync_to_async(_load_inputs)()
+
+    async def record_plan(self, plan: Plan, *, worker_id: str, holders: Mapping[str, str]) -> None:
+        await sync_to_async(_record_plan)(plan, worker_id, holders)
+
+    async def record_health(self, statuses: list[dict[str, Any]], *, worker_id: str) -> None:
+        await sync_to_async(_record_health)(statuses, worker_id)
+
+    def control_messages(self) -> AsyncIterator[ControlMessage]:
+        return control_messages()
+
+    async def send_control(self, message: ControlMessage) -> None:
+        await control_send_async(message)
+
+
+def worker_config_from_settings(**overrides: Any) -> WorkerConfig:
+    feeds = settings.FEEDS
+    values: dict[str, Any] = {
+        "lease_ttl": feeds["LEASE_TTL"],
+        "recover_after": feeds["RECOVER_AFTER"],
+        "reconcile_interval": feeds["RECONCILE_INTERVAL"],
+        "health_record_interval": feeds["HEALTH_RECORD_INTERVAL"],
+        "client_options": {
+            "silence_timeout": feeds["SILENCE_TIMEOUT"],
+            # Reconnect quickly at first; the back-off still grows to its cap.
+            "backoff": Backoff(base=0.2, cap=10.0),
+        },
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return WorkerConfig(**values)
+
+
+def feed_worker_build(
+    *,
+    config: WorkerConfig | None = None,
+    validate: TickHook | None = None,
+    publish: TickHook | None = None,
+) -> FeedWorker:
+    """A worker wired to this hub's database, channel layer and Redis (or memory)."""
+    return FeedWorker(
+        backend=DjangoWorkerBackend(),
+        coordinator=coordinator_from_url(settings.REDIS_URL),
+        config=config or worker_config_from_settings(),
+        validate=validate,
+        publish=publish,
+    )
+
+
+def _port(url: str) -> int:
+    parts = urlsplit(url)
+    if parts.hostname not in LOOPBACK:
+        raise ValueError(f"{url}: the embedded simulators only serve on this machine")
+    return parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+
+
+async def embedded_simulators_start() -> SimulatorSet:
+    """Start both simulators where the settings point, over the instruments in the database,
+    and give every provider account a simulator token through its token variable."""
+    rows = await sync_to_async(lambda: list(instruments_for_simulation()))()
+    ports = (
+        _port(settings.FYERS["API_URL"]),
+        _port(settings.FYERS["SOCKET_URL"]),
+        _port(settings.UPSTOX["API_URL"]),
+        _port(settings.UPSTOX["FEED_URL"]),
+    )
+    sims = await start_simulators([sim_instrument_from(r) for r in rows], ports=ports)
+    accounts = await sync_to_async(lambda: list(ProviderAccount.objects.all()))()
+    for account in accounts:
+        # The simulators accept only their own tokens; values are never logged.
+        os.environ[account.token_env] = sims.hub.tokens.issue(account.provider)
+    logger.info(
+        "simulators: FYERS on :%d/:%d, Upstox on :%d/:%d, %d instruments; tokens set for %d "
+        "account(s)", *ports, len(rows), len(accounts),
+    )  # fmt: skip
+    return sims
+
+
+async def feeds_serve(
+    stop: asyncio.Event, *, simulators: bool, config: WorkerConfig | None = None
+) -> None:
+    """The feed side of the hub until ``stop``: the simulators (when asked) and one worker."""
+    sims = await embedded_simulators_start() if simulators else None
+    worker = feed_worker_build(config=config)
+    logger.info("feed worker %s starting (%s coordination)", worker.id,
+                "Redis" if settings.REDIS_URL else "in-process")  # fmt: skip
+    try:
+        await worker.run(stop)
+    finally:
+        await worker.coordinator.close()
+        if sims is not None:
+            await sims.stop()

@@ -1,0 +1,287 @@
+"""The feed worker against both simulators over real sockets, with the real database.
+
+Each test starts the simulators on free ports, points the settings at them, enables
+instruments through the services and runs a ``FeedWorker`` built exactly as ``runfeeds``
+builds it (in the Redis pass of the suite, coordination and control go through Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import Client
+
+from feeds import services
+from feeds.models import Instrument, PlacementIssue, PoolAssignment, ProviderAccount
+from feeds.pool.distribution import Conn
+from feeds.pool.worker import FeedWorker
+from feeds.providers.backoff import Backoff
+from feeds.providers.simulation.run import SimulatorSet, start_simulators
+from feeds.providers.simulation.universe import sim_instrument_from
+from feeds.runtime import feed_worker_build, worker_config_from_settings
+from feeds.selectors import instruments_for_simulation
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FAILOVER_BUDGET = 2.0  # seconds, the issue's bound
+
+
+async def until(predicate: Callable[[], bool], limit: float, what: str) -> float:
+    """Poll until ``predicate()``; returns the seconds it took."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > limit:
+            raise AssertionError(f"not within {limit} s: {what}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+def _universe() -> list:
+    return [sim_instrument_from(i) for i in instruments_for_simulation()]
+
+
+@pytest.fixture
+async def sims(sample_import, settings, monkeypatch) -> AsyncIterator[SimulatorSet]:
+    await sync_to_async(services.provider_accounts_ensure_defaults)()
+    sims = await start_simulators(
+        await sync_to_async(_universe)(), seed=3, ticks_per_second=2, step_interval=0.05
+    )
+    described = sims.describe("127.0.0.1")
+    settings.FYERS = {**settings.FYERS, "API_URL": described["fyers"]["api_url"],
+                      "SOCKET_URL": described["fyers"]["socket_url"]}  # fmt: skip
+    settings.UPSTOX = {**settings.UPSTOX, "API_URL": described["upstox"]["api_url"],
+                       "FEED_URL": described["upstox"]["feed_url"]}  # fmt: skip
+    monkeypatch.setenv("FYERS_ACCESS_TOKEN", described["fyers"]["token"])
+    monkeypatch.setenv("UPSTOX_ACCESS_TOKEN", described["upstox"]["token"])
+    yield sims
+    await sims.stop()
+
+
+def _enable(count: int, *, tier: str, priority: int = 50, skip: int = 0) -> list[str]:
+    """Enable ``count`` equities listed by both providers, in key order after ``skip``."""
+    rows = list(
+        Instrument.objects.filter(instrument_type="EQ")
+        .exclude(fyers_token="")
+        .exclude(upstox_key="")
+        .order_by("key")[skip : skip + count]
+    )
+    ids = [r.pk for r in rows]
+    services.instruments_set_enabled(instrument_ids=ids, enabled=True)
+    services.instruments_set_tier(instrument_ids=ids, tier=tier)
+    Instrument.objects.filter(pk__in=ids).update(priority=priority)
+    return [r.key for r in rows]
+
+
+enable = sync_to_async(_enable)
+
+
+@contextlib.asynccontextmanager
+async def running(**overrides) -> AsyncIterator[FeedWorker]:
+    config = worker_config_from_settings(
+        worker_id=f"test-{uuid.uuid4().hex[:8]}",
+        recover_after=1.0,
+        connect_grace=2.0,
+        lease_ttl=3.0,
+        health_interval=0.05,
+        client_options={
+            "silence_timeout": 0.5,
+            "backoff": Backoff(base=0.1, cap=1.0),
+            "auth_backoff": Backoff(base=0.5, cap=1.0),
+        },
+        **overrides,
+    )
+    worker = feed_worker_build(config=config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await task
+        await worker.coordinator.close()
+
+
+def carried(worker: FeedWorker) -> set[tuple[str, str]]:
+    assert worker.plan is not None
+    return {(k, p.conn.provider) for k, ps in worker.plan.assignment.items() for p in ps}
+
+
+def all_ticked(worker: FeedWorker, pairs: set[tuple[str, str]]) -> bool:
+    return all(worker.latest.get(k, provider) is not None for k, provider in pairs)
+
+
+def on_conn(worker: FeedWorker, conn: Conn) -> set[str]:
+    assert worker.plan is not None
+    return {k for k, ps in worker.plan.assignment.items() for p in ps if p.conn == conn}
+
+
+async def test_a_thousand_symbols_on_five_fyers_connections_plus_upstox(sims) -> None:
+    critical = await enable(20, tier="critical", priority=100)
+    await enable(980, tier="high_frequency", skip=20)
+    async with running() as worker:
+        await until(lambda: worker.plan is not None and bool(worker.pool.clients), 10, "a plan")
+        fyers = {c for c in worker.pool.clients if c.provider == "fyers"}
+        assert fyers == {Conn("fyers", "primary", s) for s in range(5)}
+        assert {len(c.subscriptions) for k, c in worker.pool.clients.items() if k in fyers} == {200}
+        upstox = [c for k, c in worker.pool.clients.items() if k.provider == "upstox"]
+        assert sum(len(c.subscriptions) for c in upstox) == 20  # the critical cross-checks
+        pairs = carried(worker)
+        assert len(pairs) == 1020
+        await until(lambda: all_ticked(worker, pairs), 20, "a tick for every symbol")
+        assert set(worker.latest.providers(critical[0])) == {"fyers", "upstox"}
+
+    rows = await sync_to_async(
+        lambda: list(PoolAssignment.objects.values_list("account__provider", "connection_slot"))
+    )()
+    assert len(rows) == 1020
+    per_slot = {s: sum(1 for p, x in rows if p == "fyers" and x == s) for s in range(5)}
+    assert per_slot == {s: 200 for s in range(5)}
+
+
+def _sim_connection(sims: SimulatorSet, worker: FeedWorker, conn: Conn) -> int:
+    """The simulator's id for the socket our connection ``conn`` holds."""
+    client = worker.pool.clients[conn]
+    local = client._ws.local_address  # type: ignore[attr-defined]
+    sim = sims.fyers if conn.provider == "fyers" else sims.upstox
+    return next(c.id for c in sim.connections.values() if c.socket.remote_address == local)
+
+
+FAULTS = ["close_clean", "close_unclean", "stall", "reject_auth"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_failover_moves_symbols_within_two_seconds_and_back(sims, fault) -> None:
+    await enable(450, tier="high_frequency")  # FYERS slots 0, 1 (200 each) and 2 (50)
+    await enable(40, tier="standard", skip=450)  # Upstox
+    async with running() as worker:
+        pairs_ready = lambda: worker.plan is not None and all_ticked(worker, carried(worker))  # noqa: E731
+        await until(pairs_ready, 20, "every symbol ticking before the fault")
+        victim = Conn("fyers", "primary", 0)
+        affected = on_conn(worker, victim)
+        assert len(affected) == 200
+        others = {k: [p.conn for p in ps] for k, ps in worker.plan.assignment.items()}
+        others = {k: c for k, c in others.items() if k not in affected}
+        other_clients = {c: cl for c, cl in worker.pool.clients.items() if c != victim}
+        sim_id = _sim_connection(sims, worker, victim)
+
+        t0 = time.time_ns()
+        if fault == "close_clean":
+            await sims.fyers.fault_close(sim_id, clean=True)
+        elif fault == "close_unclean":
+            await sims.fyers.fault_close(sim_id, clean=False)
+        elif fault == "stall":
+            sims.fyers.fault_stall(sim_id, 2.0)
+        else:
+            sims.hub.tokens.reject_auth["fyers"] = True
+            await sims.fyers.fault_close(sim_id, clean=True)
+
+        def delivering_elsewhere() -> bool:
+            if worker.plan is None or on_conn(worker, victim) & affected:
+                return False
+            fresh = (worker.latest.get(k) for k in affected)  # from either provider
+            return all(t is not None and t.recv_ns > t0 for t in fresh)
+
+        took = await until(delivering_elsewhere, 10, "the victim's symbols ticking elsewhere")
+        assert took < FAILOVER_BUDGET, f"{fault}: failover took {took:.2f} s"
+        moved = {p.reason for k in affected for p in worker.plan.assignment[k]}
+        assert moved == {"failover"}
+        # Nothing else moved, and no other socket was touched.
+        now = {k: [p.conn for p in ps] for k, ps in worker.plan.assignment.items()}
+        assert {k: now[k] for k in others} == others
+        assert all(cl.stats.connects == 1 for cl in other_clients.values())
+
+        if fault == "reject_auth":
+            await asyncio.sleep(0.5)
+            sims.hub.tokens.reject_auth["fyers"] = False
+
+        def home_again() -> bool:
+            return worker.plan is not None and on_conn(worker, victim) == affected
+
+        await until(home_again, 15, "the symbols moving back once the connection is healthy")
+        assert {p.reason for k in affected for p in worker.plan.assignment[k]} == {"tier_rule"}
+        await until(
+            lambda: set(worker.pool.clients) == set(other_clients) | {victim},
+            5,
+            "the temporary connection closed",
+        )
+        t1 = time.time_ns()
+        await until(
+            lambda: all(worker.latest.get(k, "fyers").recv_ns > t1 for k in affected),
+            5,
+            "ticks from home",
+        )
+
+
+async def test_short_capacity_leaves_the_lowest_priority_out_and_says_so(sims) -> None:
+    await sync_to_async(
+        lambda: ProviderAccount.objects.filter(provider="fyers").update(max_connections=1)
+    )()
+    await sync_to_async(
+        lambda: ProviderAccount.objects.filter(provider="upstox").update(enabled=False)
+    )()
+    high = await enable(150, tier="high_frequency", priority=90)
+    low = await enable(100, tier="high_frequency", priority=10, skip=150)
+    async with running() as worker:
+        await until(lambda: worker.plan is not None and bool(worker.pool.clients), 10, "a plan")
+        assert set(worker.plan.left_out) == set(low[50:])  # lowest priority, then key order
+        await until(lambda: all_ticked(worker, carried(worker)), 20, "the placed ones ticking")
+        assert set(k for k, _ in carried(worker)) == set(high) | set(low[:50])
+
+    issues = await sync_to_async(
+        lambda: {i.instrument.key: i for i in PlacementIssue.objects.select_related("instrument")}
+    )()
+    assert set(issues) == set(low[50:])
+    assert all(i.kind == "left_out" and "no capacity" in i.reason for i in issues.values())
+
+
+async def test_an_admin_edit_reaches_the_running_worker_within_two_seconds(
+    sims, admin_user
+) -> None:
+    await enable(50, tier="high_frequency")
+    newcomer = await sync_to_async(
+        lambda: (
+            Instrument.objects.filter(instrument_type="EQ", enabled=False)
+            .exclude(fyers_token="")
+            .order_by("key")
+            .first()
+        )
+    )()
+    async with running() as worker:
+        await until(lambda: worker.plan is not None and bool(worker.pool.clients), 10, "a plan")
+
+        def edit() -> int:
+            client = Client()
+            client.force_login(admin_user)
+            url = f"/admin/feeds/instrument/{newcomer.pk}/change/"
+            form = client.get(url).context["adminform"].form
+            data = {**form.initial, "tier": "high_frequency", "priority": 70, "enabled": "on"}
+            for formset in client.get(url).context["inline_admin_formsets"]:
+                management = formset.formset.management_form
+                data.update({management.add_prefix(k): v for k, v in management.initial.items()})
+            response = client.post(url, data)
+            assert response.status_code == 302, response.context["errors"]
+            return response.status_code
+
+        t0 = time.monotonic()
+        assert await sync_to_async(edit)() == 302
+        await until(
+            lambda: worker.latest.get(newcomer.key, "fyers") is not None,
+            FAILOVER_BUDGET - (time.monotonic() - t0),
+            "the newly enabled instrument ticking",
+        )
+        # The plan is recorded right after the sockets change.
+        recorded = sync_to_async(PoolAssignment.objects.filter(instrument=newcomer).exists)
+        for _ in range(100):
+            if await recorded():
+                break
+            await asyncio.sleep(0.02)
+    row = await sync_to_async(
+        lambda: PoolAssignment.objects.select_related("account").get(instrument=newcomer)
+    )()
+    assert row.account.provider == "fyers" and row.reason == "tier_rule"
