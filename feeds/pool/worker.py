@@ -79,7 +79,7 @@ class WorkerBackend(Protocol):
 class WorkerConfig:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     lease_ttl: float = 10.0  # a dead worker's connections are free again after this
-    lease_check: float = 0.5  # how often unheld connections are looked for
+    lease_check: float = 0.25  # how often unheld connections are looked for
     health_interval: float = 0.2  # time-based health rules (grace, recovery)
     heartbeat_interval: float = 1.0  # heartbeats to the coordinator
     health_record_interval: float = 10.0  # ConnectionHealth rows
@@ -261,12 +261,15 @@ class FeedWorker:
             self.plan = None
             self.assignment = inputs.current  # as the planner recorded it
         desired = desired_by_conn(self.assignment)
+        leases_before = set(self.leases)
         await self._claim(desired)
         hold = self.tracker.unavailable() & self.pool.clients.keys()
         mine = {c: keys for c, keys in desired.items() if connection_name(c) in self.leases}
         result = await self.pool.apply(mine, hold=hold)
         for conn in result.closed:
             self.tracker.forget(conn)
+        if self.leases != leases_before:
+            await self._beat_worker()  # others see the new split now, not at the next beat
         if result.opened or result.closed or result.subscribed or result.unsubscribed:
             logger.info(
                 "worker %s: +%d/-%d symbols; opened %s; closed %s; now %d connections",
@@ -315,6 +318,7 @@ class FeedWorker:
     async def _claim(self, desired: Mapping[Conn, Mapping[str, str]]) -> None:
         """Hold a fair share of the connections that carry symbols; let go of the rest."""
         ttl = self.config.lease_ttl
+        self._workers = max(1, len(await self.coordinator.beats("worker")))
         names = sorted(connection_name(c) for c, keys in desired.items() if keys)
         watching = {
             connection_name(c) for c in self.tracker.unavailable() & self.pool.clients.keys()
@@ -346,6 +350,8 @@ class FeedWorker:
             self.tracker.forget(conn_from_name(name))
         await self.coordinator.release(names, owner=self.id)
         self.leases -= names
+        for name in names:  # the next holder's heartbeat replaces ours
+            await self.coordinator.beat("connection", name, {}, ttl=0.001)
         logger.info("worker %s: released %s (%s)", self.id, sorted(names), why)
         await self.backend.send_control({"type": "pool.leases", "worker": self.id})
 
@@ -497,24 +503,36 @@ class FeedWorker:
             "uptime": round(time.monotonic() - self._started, 1),
             "at": time.time(),
         }
-        await self.coordinator.beat("worker", self.id, info, ttl=self.config.lease_ttl)
+        # Shorter-lived than the leases: by the time a dead worker's leases lapse, it no
+        # longer counts in anyone's fair share.
+        ttl = min(self.config.lease_ttl, 2.5 * self.config.heartbeat_interval)
+        await self.coordinator.beat("worker", self.id, info, ttl=ttl)
+
+    async def _beat_connections(self) -> None:
+        ttl = self.config.lease_ttl
+        for status in self.connection_statuses():
+            await self.coordinator.beat("connection", status["name"], status, ttl=ttl)
 
     def connection_statuses(self) -> list[dict[str, Any]]:
         unavailable = self.tracker.unavailable()
+        now = time.time()
         return [
-            {**client.status(), "available": conn not in unavailable, "worker": self.id}
+            {**client.status(), "available": conn not in unavailable, "worker": self.id,
+             "at": now}
             for conn, client in sorted(self.pool.clients.items())
-        ]
+        ]  # fmt: skip
 
     async def _heartbeat_loop(self) -> None:
         while True:
             try:
                 await self._beat_worker()
-                ttl = self.config.lease_ttl
-                for status in self.connection_statuses():
-                    await self.coordinator.beat("connection", status["name"], status, ttl=ttl)
-                workers = await self.coordinator.beats("worker")
-                self._workers = max(1, len(workers))
+                await self._beat_connections()
+                workers = max(1, len(await self.coordinator.beats("worker")))
+                if workers != self._workers:
+                    # A worker joined or left: the fair share changed.
+                    logger.info("worker %s: %d workers now", self.id, workers)
+                    self._workers = workers
+                    self.wake()
                 if self.planner:
                     beats = await self.coordinator.beats("connection")
                     remote = {
