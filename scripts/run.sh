@@ -14,4 +14,5 @@ python manage.py collectstatic --noinput --verbosity 0
 host="${HOST:-127.0.0.1}"
 port="${PORT:-8000}"
 echo "Serving on http://$host:$port/ (admin: http://$host:$port/admin/). Ctrl-C stops."
-exec daphne --bind "$host" --port "$port" mdproject.asgi:application
+# One process: Daphne, the feed worker and both provider simulators on one event loop.
+exec python manage.py runhub --host "$host" --port "$port"

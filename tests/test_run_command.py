@@ -74,3 +74,15 @@ def test_run_command_serves_the_admin_with_the_sample_instruments(running_hub):
     # Static files are served (the admin's own stylesheet, through WhiteNoise).
     css = re.search(r'href="(/static/admin/css/base[^"]*\.css)"', page).group(1)
     assert opener.open(base + css).status == 200
+
+    # The feed worker subscribed the starter watchlist on the simulators, and says so.
+    deadline = time.monotonic() + 30
+    while "subscriptions ticking" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ticking = re.search(r"all (\d+) subscriptions ticking", log.read_text())
+    assert ticking, log.read_text()[-3000:]
+    subscribed = int(ticking.group(1))
+    assert subscribed >= 211  # the starter watchlist; critical ones count twice
+    # ... and the admin's pool assignments show them.
+    page = opener.open(f"{base}/admin/feeds/poolassignment/").read().decode()
+    assert re.search(rf"\b{subscribed} pool assignments\b", page), page[-2000:]

@@ -181,6 +181,7 @@ class FeedWorker:
             self._every(self.config.reconcile_interval, self._reconcile),
             self._every(self.config.health_record_interval, self._record_health),
             self._every(self.config.log_interval, self._log_status),
+            self._announce_first_ticks(),
         ]
         tasks = [asyncio.create_task(c) for c in loops]
         await self._beat_worker()  # count ourselves before the first claim
@@ -553,6 +554,22 @@ class FeedWorker:
                 await action()
             except Exception:
                 logger.exception("worker %s: %s failed", self.id, action.__name__)
+
+    async def _announce_first_ticks(self, limit: float = 60.0) -> None:
+        """One log line when every subscription has delivered a tick: the hub is up."""
+        start = time.monotonic()
+        while time.monotonic() - start < limit:
+            await asyncio.sleep(0.2)
+            mine = [
+                (k, p.conn.provider)
+                for k, ps in self.assignment.items()
+                for p in ps
+                if connection_name(p.conn) in self.leases
+            ]
+            if mine and all(self.latest.get(k, provider) for k, provider in mine):
+                logger.info("worker %s: all %d subscriptions ticking, %.1f s after start",
+                            self.id, len(mine), time.monotonic() - self._started)  # fmt: skip
+                return
 
     async def _reconcile(self) -> None:
         self.wake(reload=True)

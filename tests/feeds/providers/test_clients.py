@@ -255,6 +255,47 @@ async def test_a_stalled_socket_is_detected_and_replaced(feed):
     await until(lambda: len(collector.ticks) > before + 5)
 
 
+@pytest.mark.parametrize("provider", ["fyers", "upstox"])
+async def test_silence_marks_a_frozen_socket_degraded_then_reconnects(sims, provider):
+    # The library's keepalive is off: only the silence watchdog (data or pong) can tell.
+    collector, token = Collector(), [sims.hub.tokens.issue(provider)]
+    client = BUILDERS[provider](sims, collector, token, ping_interval=None, silence_timeout=0.4)
+    await client.subscribe(SUBSCRIPTIONS[provider])
+    client.start()
+    try:
+        await asyncio.wait_for(client.wait_live(), 5)
+        await until(lambda: len(collector.ticks) > 5)
+        getattr(sims, provider).fault_stall("all", 30)
+        elapsed = await until(lambda: client.state is ClientState.DEGRADED, within=2)
+        assert 0.3 < elapsed < 1.0
+        assert client.state_reason.startswith("silent")
+        await until(lambda: client.stats.reconnects == 1 and client.state is ClientState.LIVE)
+        assert client.stats.errors["silent"] == 1
+    finally:
+        await stop_client(client)
+
+
+@pytest.mark.parametrize("provider", ["fyers", "upstox"])
+async def test_a_quiet_socket_that_answers_pings_stays_live(sims, provider):
+    collector, token = Collector(), [sims.hub.tokens.issue(provider)]
+    client = BUILDERS[provider](sims, collector, token, ping_interval=None, silence_timeout=0.4)
+    await client.subscribe(SUBSCRIPTIONS[provider])
+    client.start()
+    try:
+        await asyncio.wait_for(client.wait_live(), 5)
+        await until(lambda: len(collector.ticks) > 5)
+        sims.hub.model.market_open = False  # no more data; the server still answers pings
+        await asyncio.sleep(0.3)
+        quiet_since, pongs_before = len(collector.ticks), client.stats.last_pong_ns
+        await asyncio.sleep(1.5)  # well past the 0.4 s bound
+        assert len(collector.ticks) == quiet_since
+        assert client.stats.last_pong_ns > pongs_before
+        assert client.state is ClientState.LIVE
+        assert client.stats.reconnects == 0
+    finally:
+        await stop_client(client)
+
+
 async def test_an_expired_token_means_auth_failure_until_a_new_token(sims, feed):
     client, collector, token, simulator = feed
     await simulator.fault_expire_tokens()
