@@ -59,6 +59,14 @@ ControlMessage = dict[str, Any]
 TickHook = Callable[[list[Tick]], None]
 
 
+def _raise_if_cancelling() -> None:
+    """Some client libraries turn a cancellation into their own error; a loop that catches
+    errors to keep going must still stop when its task is being cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class WorkerBackend(Protocol):
     """What the worker needs from the rest of the hub (the database, the control channel)."""
 
@@ -192,7 +200,10 @@ class FeedWorker:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, stuck = await asyncio.wait(tasks, timeout=5.0)
+            if stuck:  # a library swallowed the cancellation; do not hang the shutdown
+                logger.error("worker %s: %d loops did not stop: %s", self.id, len(stuck),
+                             [t.get_coro().__qualname__ for t in stuck])  # fmt: skip
             await self._shutdown()
 
     async def _shutdown(self) -> None:
@@ -231,6 +242,7 @@ class FeedWorker:
             try:
                 await self._sync(reload=reload)
             except Exception:
+                _raise_if_cancelling()
                 self.stats.sync_errors += 1
                 logger.exception("worker %s: sync failed; retrying in 1 s", self.id)
                 await asyncio.sleep(1.0)
@@ -362,6 +374,7 @@ class FeedWorker:
             try:
                 await self._lease_step()
             except Exception:
+                _raise_if_cancelling()
                 logger.exception("worker %s: lease step failed", self.id)
 
     async def _lease_step(self) -> None:
@@ -463,6 +476,7 @@ class FeedWorker:
                     delay = 0.5
                     self._on_control(message)
             except Exception:
+                _raise_if_cancelling()
                 logger.warning("worker %s: control channel failed; retrying", self.id,
                                exc_info=True)  # fmt: skip
             # The periodic reconcile covers what is missed meanwhile.
@@ -544,6 +558,7 @@ class FeedWorker:
                         self._remote_unavailable = remote
                         self.wake()
             except Exception:
+                _raise_if_cancelling()
                 logger.warning("worker %s: heartbeat failed", self.id, exc_info=True)
             await asyncio.sleep(self.config.heartbeat_interval)
 
@@ -553,6 +568,7 @@ class FeedWorker:
             try:
                 await action()
             except Exception:
+                _raise_if_cancelling()
                 logger.exception("worker %s: %s failed", self.id, action.__name__)
 
     async def _announce_first_ticks(self, limit: float = 60.0) -> None:

@@ -26,6 +26,7 @@ from feeds.providers.simulation.run import SimulatorSet, start_simulators
 from feeds.providers.simulation.universe import sim_instrument_from
 from feeds.runtime import feed_worker_build, worker_config_from_settings
 from feeds.selectors import instruments_for_simulation
+from monitoring.models import ConnectionHealth
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,7 +125,7 @@ def on_conn(worker: FeedWorker, conn: Conn) -> set[str]:
 async def test_a_thousand_symbols_on_five_fyers_connections_plus_upstox(sims) -> None:
     critical = await enable(20, tier="critical", priority=100)
     await enable(980, tier="high_frequency", skip=20)
-    async with running() as worker:
+    async with running(health_record_interval=0.5) as worker:
         await until(lambda: worker.plan is not None and bool(worker.pool.clients), 10, "a plan")
         fyers = {c for c in worker.pool.clients if c.provider == "fyers"}
         assert fyers == {Conn("fyers", "primary", s) for s in range(5)}
@@ -135,6 +136,12 @@ async def test_a_thousand_symbols_on_five_fyers_connections_plus_upstox(sims) ->
         assert len(pairs) == 1020
         await until(lambda: all_ticked(worker, pairs), 20, "a tick for every symbol")
         assert set(worker.latest.providers(critical[0])) == {"fyers", "upstox"}
+        # Each connection's health is recorded for the health check to read.
+        recorded = sync_to_async(lambda: ConnectionHealth.objects.count())
+        for _ in range(100):
+            if await recorded() >= 6:
+                break
+            await asyncio.sleep(0.05)
 
     rows = await sync_to_async(
         lambda: list(PoolAssignment.objects.values_list("account__provider", "connection_slot"))
@@ -142,6 +149,17 @@ async def test_a_thousand_symbols_on_five_fyers_connections_plus_upstox(sims) ->
     assert len(rows) == 1020
     per_slot = {s: sum(1 for p, x in rows if p == "fyers" and x == s) for s in range(5)}
     assert per_slot == {s: 200 for s in range(5)}
+
+    health = await sync_to_async(
+        lambda: {
+            h.connection_id: h
+            for h in ConnectionHealth.objects.select_related("account").order_by("recorded_at")
+        }
+    )()
+    assert set(health) == {f"fyers:primary:{s}" for s in range(5)} | {"upstox:primary:0"}
+    assert all(h.state == "live" and h.messages_total > 0 for h in health.values())
+    assert health["fyers:primary:0"].symbols == 200 and health["fyers:primary:0"].symbol_cap == 200
+    assert health["upstox:primary:0"].account.provider == "upstox"
 
 
 def _sim_connection(sims: SimulatorSet, worker: FeedWorker, conn: Conn) -> int:
@@ -285,3 +303,32 @@ async def test_an_admin_edit_reaches_the_running_worker_within_two_seconds(
         lambda: PoolAssignment.objects.select_related("account").get(instrument=newcomer)
     )()
     assert row.account.provider == "fyers" and row.reason == "tier_rule"
+
+
+async def test_a_provider_account_change_reaches_the_running_worker(sims) -> None:
+    fyers_first = await enable(20, tier="high_frequency")
+    upstox_first = await enable(30, tier="standard", skip=20)
+    async with running() as worker:
+        await until(lambda: worker.plan is not None, 10, "a plan")
+        await until(lambda: all_ticked(worker, carried(worker)), 20, "every symbol ticking")
+        assert {p for k, p in carried(worker) if k in upstox_first} == {"upstox"}
+
+        def disable_upstox() -> None:
+            account = ProviderAccount.objects.get(provider="upstox")
+            account.enabled = False
+            account.save()  # what the admin's form does
+
+        t0 = time.time_ns()
+        await sync_to_async(disable_upstox)()
+        # The standard ones overflow to FYERS (they are listed there too) and tick there.
+        await until(
+            lambda: all(
+                (t := worker.latest.get(k, "fyers")) is not None and t.recv_ns > t0
+                for k in upstox_first
+            ),
+            FAILOVER_BUDGET,
+            "the Upstox symbols ticking on FYERS",
+        )
+        assert not any(c.provider == "upstox" for c in worker.pool.clients)
+        assert {p.reason for k in upstox_first for p in worker.plan.assignment[k]} == {"overflow"}
+        assert all(worker.plan.assignment[k][0].conn.provider == "fyers" for k in fyers_first)

@@ -255,16 +255,22 @@ async def test_a_stalled_socket_is_detected_and_replaced(feed):
     await until(lambda: len(collector.ticks) > before + 5)
 
 
-@pytest.mark.parametrize("provider", ["fyers", "upstox"])
-async def test_silence_marks_a_frozen_socket_degraded_then_reconnects(sims, provider):
-    # The library's keepalive is off: only the silence watchdog (data or pong) can tell.
+async def watched_client(sims: SimulatorSet, provider: str) -> tuple[Any, Collector]:
+    """A live, ticking client whose only liveness check is the silence watchdog (the
+    library's keepalive is off): bound 0.4 s, on data or pong."""
     collector, token = Collector(), [sims.hub.tokens.issue(provider)]
     client = BUILDERS[provider](sims, collector, token, ping_interval=None, silence_timeout=0.4)
     await client.subscribe(SUBSCRIPTIONS[provider])
     client.start()
+    await asyncio.wait_for(client.wait_live(), 5)
+    await until(lambda: len(collector.ticks) > 5)
+    return client, collector
+
+
+@pytest.mark.parametrize("provider", ["fyers", "upstox"])
+async def test_silence_marks_a_frozen_socket_degraded_then_reconnects(sims, provider):
+    client, _ = await watched_client(sims, provider)
     try:
-        await asyncio.wait_for(client.wait_live(), 5)
-        await until(lambda: len(collector.ticks) > 5)
         getattr(sims, provider).fault_stall("all", 30)
         elapsed = await until(lambda: client.state is ClientState.DEGRADED, within=2)
         assert 0.3 < elapsed < 1.0
@@ -277,13 +283,8 @@ async def test_silence_marks_a_frozen_socket_degraded_then_reconnects(sims, prov
 
 @pytest.mark.parametrize("provider", ["fyers", "upstox"])
 async def test_a_quiet_socket_that_answers_pings_stays_live(sims, provider):
-    collector, token = Collector(), [sims.hub.tokens.issue(provider)]
-    client = BUILDERS[provider](sims, collector, token, ping_interval=None, silence_timeout=0.4)
-    await client.subscribe(SUBSCRIPTIONS[provider])
-    client.start()
+    client, collector = await watched_client(sims, provider)
     try:
-        await asyncio.wait_for(client.wait_live(), 5)
-        await until(lambda: len(collector.ticks) > 5)
         sims.hub.model.market_open = False  # no more data; the server still answers pings
         await asyncio.sleep(0.3)
         quiet_since, pongs_before = len(collector.ticks), client.stats.last_pong_ns
