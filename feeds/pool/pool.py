@@ -163,24 +163,35 @@ class ConnectionPool:
         endpoints: Mapping[tuple[str, str], AccountEndpoints],
         identities: Mapping[str, Identity],
     ) -> None:
-        """New accounts and instruments: open clients learn the new symbols' keys."""
+        """New or edited accounts and instruments: open clients take the new caps and token
+        readers, and learn the new or changed symbols' keys."""
         self.endpoints = dict(endpoints)
-        if identities.keys() == self.identities.keys():
-            self.identities = dict(identities)
-            return
-        added = {k: i for k, i in identities.items() if self.identities.get(k) != i}
+        for key, slots in self._slots.items():
+            account = self.endpoints.get(key)
+            if account is not None:
+                slots.limit = account.max_connections
+        for conn, client in self.clients.items():
+            account = self.endpoints.get((conn.provider, conn.account))
+            if account is None:
+                continue  # the account is gone: the next plan closes its connections
+            client.set_account(token=account.token, symbol_cap=account.per_connection)
+            if isinstance(client, UpstoxClient) and account.mode_limits:
+                client.mode_limits = account.mode_limits
+        changed = {k: i for k, i in identities.items() if self.identities.get(k) != i}
         self.identities = dict(identities)
+        if not changed:
+            return
         for client in self.clients.values():
             client.instruments.update(
                 {
                     i.symbol(client.provider): k
-                    for k, i in added.items()
+                    for k, i in changed.items()
                     if i.symbol(client.provider)
                 }
             )
             if isinstance(client, FyersClient):
                 client.fytokens.update(
-                    {i.fyers_symbol: i.fytoken for i in added.values() if i.fytoken}
+                    {i.fyers_symbol: i.fytoken for i in changed.values() if i.fytoken}
                 )
 
     async def drop(self, conns: Collection[Conn]) -> None:
@@ -246,10 +257,11 @@ class ConnectionPool:
         key = (account.provider, account.account)
         rest = self._rest.get(key)
         if rest is None:
-            token = account.token
 
             def required() -> str:
-                return token() or ""
+                # The account as edited last, so a changed token variable applies at once.
+                current = self.endpoints.get(key)
+                return (current.token() if current is not None else None) or ""
 
             cls = FyersRestClient if account.provider == "fyers" else UpstoxRestClient
             rest = self._rest[key] = cls(api_url=account.api_url, token=required)

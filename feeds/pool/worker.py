@@ -34,7 +34,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -144,13 +144,22 @@ class FeedWorker:
         self._inputs: PoolInputs | None = None
         # The assignment and lease holders last written to the database (by the planner).
         self._recorded: tuple[Mapping[str, tuple[Placement, ...]], dict[str, str]] | None = None
-        self._remote_unavailable: set[str] = set()  # reported by the workers holding them
+        # Others' connections as their holders last reported them: name -> (at, available).
+        # The newest report wins, whether it came as a control message or a heartbeat.
+        self._remote: dict[str, tuple[float, bool]] = {}
+        self._held_elsewhere: set[str] = set()  # connections other workers hold leases on
+        self._assignment_version = 0.0  # the planner's last recorded assignment, seen
+        self._lock = asyncio.Lock()  # the pool changes under it only
+        self._to_record: tuple[Plan, dict[str, str]] | None = None
+        self._record_wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._auth_refused: set[tuple[str, str]] = set()  # accounts whose token was refused
         self._workers = 1  # live workers, from the heartbeats
         self._wake = asyncio.Event()
         self._reload = True
         self._synced = asyncio.Condition()
         self._last_renew = 0.0
+        self._last_renewed_ok = time.monotonic()
         self._started = time.monotonic()
         self._last_log: tuple[float, dict[str, int]] = (self._started, {})
 
@@ -190,12 +199,13 @@ class FeedWorker:
             self._every(self.config.health_record_interval, self._record_health),
             self._every(self.config.log_interval, self._log_status),
             self._announce_first_ticks(),
+            self._recorder_loop(),
         ]
         tasks = [asyncio.create_task(c) for c in loops]
-        await self._beat_worker()  # count ourselves before the first claim
-        await self._lease_step()
-        self.wake(reload=True)
         try:
+            await self._beat_worker()  # count ourselves before the first claim
+            await self._lease_step()
+            self.wake(reload=True)
             await stop.wait()
         finally:
             for task in tasks:
@@ -207,6 +217,10 @@ class FeedWorker:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
+        pending, self._to_record = self._to_record, None
+        if pending is not None and self.planner:
+            with contextlib.suppress(Exception):  # the last plan, so the table is true
+                await self.backend.record_plan(pending[0], worker_id=self.id, holders=pending[1])
         await self.pool.close()
         names = self.leases | ({PLANNER_LEASE} if self.planner else set())
         with contextlib.suppress(Exception):
@@ -240,7 +254,8 @@ class FeedWorker:
             self._wake.clear()
             reload, self._reload = self._reload, False
             try:
-                await self._sync(reload=reload)
+                async with self._lock:
+                    await self._sync(reload=reload)
             except Exception:
                 _raise_if_cancelling()
                 self.stats.sync_errors += 1
@@ -293,23 +308,56 @@ class FeedWorker:
         if self.planner and self.plan is not None:
             holders = await self.coordinator.holders([connection_name(c) for c in desired])
             if reload or self._recorded != (self.assignment, holders):
-                await self.backend.record_plan(self.plan, worker_id=self.id, holders=holders)
+                # Written by its own task, so a slow database never delays the next failover.
+                self._to_record = (self.plan, holders)
                 self._recorded = (self.assignment, holders)
-                await self.backend.send_control({"type": "pool.assigned", "worker": self.id})
+                self._record_wake.set()
+
+    async def _recorder_loop(self) -> None:
+        """Write the latest plan (only the latest: older ones are superseded), then tell the
+        other workers to follow it."""
+        while True:
+            await self._record_wake.wait()
+            self._record_wake.clear()
+            pending, self._to_record = self._to_record, None
+            if pending is None or not self.planner:
+                continue
+            plan, holders = pending
+            try:
+                await self.backend.record_plan(plan, worker_id=self.id, holders=holders)
+                version = time.time()
+                await self.coordinator.beat(
+                    "assignment", "version", {"version": version, "worker": self.id},
+                    ttl=365 * 86400.0,
+                )  # fmt: skip
+                await self.backend.send_control(
+                    {"type": "pool.assigned", "worker": self.id, "version": version}
+                )
+            except Exception:
+                _raise_if_cancelling()
+                logger.exception("worker %s: recording the plan failed; retrying", self.id)
+                self._recorded = None  # the next sync records again
+                await asyncio.sleep(1.0)
+                self.wake()
 
     def unavailable(self) -> set[Conn]:
         """Connections no symbol may be placed on: ours from the tracker, others' as their
         workers report them."""
         down = set(self.tracker.unavailable())
-        for name in self._remote_unavailable:
-            with contextlib.suppress(ValueError):
-                down.add(conn_from_name(name))
+        for name, (_, available) in self._remote.items():
+            if not available:
+                with contextlib.suppress(ValueError):
+                    down.add(conn_from_name(name))
         if self._auth_refused and self._inputs is not None:
+            # Only slots nobody has open: others' sockets authenticated before and still work.
             for account in self._inputs.accounts:
                 if (account.provider, account.name) in self._auth_refused:
-                    slots = (Conn(account.provider, account.name, s)
-                             for s in range(account.max_connections))  # fmt: skip
-                    down |= {c for c in slots if c not in self.pool.clients}
+                    for slot in range(account.max_connections):
+                        conn = Conn(account.provider, account.name, slot)
+                        if conn not in self.pool.clients and (
+                            connection_name(conn) not in self._held_elsewhere
+                        ):
+                            down.add(conn)
         return down
 
     def _log_plan(self, plan: Plan) -> None:
@@ -346,6 +394,7 @@ class FeedWorker:
         if surplus and self._workers > 1:
             await self._let_go(set(surplus), why=f"rebalancing over {self._workers} workers")
         holders = await self.coordinator.holders([n for n in names if n not in self.leases])
+        self._held_elsewhere = {n for n, owner in holders.items() if owner != self.id}
         # A failed connection we keep watching does not count against our share.
         owned = len(self.leases - watching)
         for name in names:
@@ -365,8 +414,46 @@ class FeedWorker:
         self.leases -= names
         for name in names:  # the next holder's heartbeat replaces ours
             await self.coordinator.beat("connection", name, {}, ttl=0.001)
+        await self._beat_worker()
         logger.info("worker %s: released %s (%s)", self.id, sorted(names), why)
         await self.backend.send_control({"type": "pool.leases", "worker": self.id})
+
+    async def _renew(self, now: float) -> None:
+        ttl = self.config.lease_ttl
+        held = self.leases | ({PLANNER_LEASE} if self.planner else set())
+        try:
+            kept = await self.coordinator.renew(held, owner=self.id, ttl=ttl)
+        except Exception:
+            _raise_if_cancelling()
+            if now - self._last_renewed_ok > 0.75 * ttl:
+                # Fence ourselves: past the TTL another worker may claim and open them.
+                logger.error("worker %s: cannot renew leases for %.1f s; closing everything",
+                             self.id, now - self._last_renewed_ok)  # fmt: skip
+                await self._lose(self.leases, planner=True)
+            raise
+        self._last_renewed_ok = now
+        missing = held - kept
+        # Gone without a new owner (the coordinator restarted, say): take them back.
+        for name in list(missing):
+            if await self.coordinator.claim(name, owner=self.id, ttl=ttl):
+                missing.discard(name)
+        if missing:
+            await self._lose(missing - {PLANNER_LEASE}, planner=PLANNER_LEASE in missing)
+
+    async def _lose(self, names: set[str], *, planner: bool) -> None:
+        """Leases another worker may hold now: stop using them at once."""
+        async with self._lock:
+            if names:
+                logger.error("worker %s: lost leases %s; closing them", self.id, sorted(names))
+                conns = [conn_from_name(n) for n in names]
+                await self.pool.drop(conns)
+                for conn in conns:
+                    self.tracker.forget(conn)
+                self.leases -= names
+            if planner and self.planner:
+                logger.error("worker %s: lost the planner lease", self.id)
+                self.planner, self.plan, self._recorded = False, None, None
+        self.wake(reload=True)  # follow the recorded assignment from now on
 
     async def _lease_loop(self) -> None:
         while True:
@@ -381,17 +468,7 @@ class FeedWorker:
         ttl, now = self.config.lease_ttl, time.monotonic()
         if now - self._last_renew >= ttl / 4:
             self._last_renew = now
-            held = self.leases | ({PLANNER_LEASE} if self.planner else set())
-            kept = await self.coordinator.renew(held, owner=self.id, ttl=ttl)
-            lost = self.leases - kept
-            if lost:
-                # Someone else may already be opening them: stop at once.
-                logger.error("worker %s: lost leases %s; closing them", self.id, sorted(lost))
-                await self.pool.drop([conn_from_name(n) for n in lost])
-                self.leases -= lost
-            if self.planner and PLANNER_LEASE not in kept:
-                logger.error("worker %s: lost the planner lease", self.id)
-                self.planner, self.plan = False, None
+            await self._renew(now)
         if not self.planner and await self.coordinator.claim(PLANNER_LEASE, owner=self.id, ttl=ttl):
             self.planner = True
             logger.info("worker %s: planning the pool", self.id)
@@ -461,10 +538,27 @@ class FeedWorker:
             )  # fmt: skip
         self.wake()
         if not self.planner:
-            message = {"type": "pool.health", "conn": name, "available": available}
-            asyncio.get_running_loop().create_task(
-                self.backend.send_control({**message, "worker": self.id})
-            )
+            self._background(self._report_health(name, available))
+
+    async def _report_health(self, name: str, available: bool) -> None:
+        # The heartbeat first, so a planner reading heartbeats never sees an older state
+        # than the message says; both carry the time of the report and the newest wins.
+        await self._beat_connections()
+        message = {"type": "pool.health", "conn": name, "available": available}
+        await self.backend.send_control({**message, "worker": self.id, "at": time.time()})
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)  # a reference, so the task is not collected mid-flight
+        task.add_done_callback(self._tasks.discard)
+
+    def _remote_report(self, name: str, at: float, available: bool) -> bool:
+        """Keep the newest report about another worker's connection; True if it changed."""
+        previous = self._remote.get(name)
+        if previous is not None and previous[0] >= at:
+            return False
+        self._remote[name] = (at, available)
+        return previous is None or previous[1] != available
 
     # --- control messages ----------------------------------------------------------------
 
@@ -492,13 +586,14 @@ class FeedWorker:
                 self.wake(reload=True)
         elif kind == "pool.assigned":
             if sender != self.id and not self.planner:
+                self._assignment_version = max(
+                    self._assignment_version, float(message.get("version") or 0)
+                )
                 self.wake(reload=True)
         elif kind == "pool.health":
-            if self.planner and sender != self.id and isinstance(message.get("conn"), str):
-                if message.get("available"):
-                    self._remote_unavailable.discard(message["conn"])
-                else:
-                    self._remote_unavailable.add(message["conn"])
+            name, at = message.get("conn"), float(message.get("at") or time.time())
+            fresh = self.planner and sender != self.id and isinstance(name, str)
+            if fresh and self._remote_report(name, at, bool(message.get("available"))):
                 self.wake()
         elif kind == "pool.leases":
             if sender != self.id:
@@ -549,20 +644,38 @@ class FeedWorker:
                     self._workers = workers
                     self.wake()
                 if self.planner:
-                    beats = await self.coordinator.beats("connection")
-                    remote = {
-                        name for name, info in beats.items()
-                        if info.get("worker") != self.id and not info.get("available", True)
-                    }  # fmt: skip
-                    if remote != self._remote_unavailable:
-                        self._remote_unavailable = remote
-                        self.wake()
+                    await self._read_remote_health()
+                else:
+                    await self._check_assignment_version()
             except Exception:
                 _raise_if_cancelling()
                 logger.warning("worker %s: heartbeat failed", self.id, exc_info=True)
             await asyncio.sleep(self.config.heartbeat_interval)
 
-    async def _every(self, seconds: float, action: Callable[[], Any]) -> None:
+    async def _read_remote_health(self) -> None:
+        """The planner's view of other workers' connections, from their heartbeats."""
+        beats = await self.coordinator.beats("connection")
+        changed = False
+        for name, info in beats.items():
+            if info.get("worker") in (None, self.id):
+                continue
+            at = float(info.get("at") or 0)
+            changed |= self._remote_report(name, at, bool(info.get("available", True)))
+        for name in [n for n in self._remote if n not in beats or n in self.leases]:
+            # Its heartbeat lapsed (a dead worker: the lease takeover handles it) or it is ours.
+            changed |= not self._remote.pop(name)[1]
+        if changed:
+            self.wake()
+
+    async def _check_assignment_version(self) -> None:
+        """A missed ``pool.assigned`` message costs one heartbeat interval, not a reconcile."""
+        versions = await self.coordinator.beats("assignment")
+        version = float(versions.get("version", {}).get("version") or 0)
+        if version > self._assignment_version:
+            self._assignment_version = version
+            self.wake(reload=True)
+
+    async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
         while True:
             await asyncio.sleep(seconds)
             try:

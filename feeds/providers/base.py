@@ -181,6 +181,12 @@ class FeedClient(ABC):
         if gone and self.state in (ClientState.LIVE, ClientState.DEGRADED):
             await self._send_unsubscriptions(gone)
 
+    def set_account(self, *, token: Callable[[], str | None], symbol_cap: int) -> None:
+        """The account was edited: the next connect reads the new token variable, and the
+        cap applies to subscriptions from now on."""
+        self._token = token
+        self.symbol_cap = symbol_cap
+
     def check_caps(self, planned: Mapping[str, str]) -> None:
         if len(planned) > self.symbol_cap:
             raise CapExceeded(f"{self.name}: symbols per connection", self.symbol_cap, len(planned))
@@ -285,9 +291,10 @@ class FeedClient(ABC):
         self.stats.count_frame(size, len(ticks))
         if not ticks:
             return
-        instruments = self.instruments
+        instruments, name = self.instruments, self.name
         for tick in ticks:
             tick.instrument = instruments.get(tick.symbol, "")
+            tick.connection = name
         try:
             self.on_ticks(ticks)
         except Exception:  # a consumer's bug must not kill the socket

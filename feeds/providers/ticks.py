@@ -67,6 +67,7 @@ class Tick:
     gamma: float | None = None
     vega: float | None = None
     rho: float | None = None
+    connection: str = ""  # the socket that delivered it ("fyers:primary:3"), set by the client
 
     @classmethod
     def bare(cls, provider: ProviderName, symbol: str, ltp: int, scale: int, recv_ns: int) -> Tick:

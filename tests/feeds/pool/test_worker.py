@@ -24,6 +24,7 @@ from feeds.pool.worker import FeedWorker
 from feeds.providers.backoff import Backoff
 from feeds.providers.simulation.run import SimulatorSet, start_simulators
 from feeds.providers.simulation.universe import sim_instrument_from
+from feeds.providers.ticks import Tick
 from feeds.runtime import feed_worker_build, worker_config_from_settings
 from feeds.selectors import instruments_for_simulation
 from monitoring.models import ConnectionHealth
@@ -187,8 +188,18 @@ async def test_failover_moves_symbols_within_two_seconds_and_back(sims, fault) -
         others = {k: c for k, c in others.items() if k not in affected}
         other_clients = {c: cl for c, cl in worker.pool.clients.items() if c != victim}
         sim_id = _sim_connection(sims, worker, victim)
+        # The first tick of each affected symbol through another connection, from the
+        # publisher hook (the victim itself may reconnect and deliver them too).
+        elsewhere: dict[str, int] = {}
 
+        def record(ticks: list[Tick]) -> None:
+            for tick in ticks:
+                if tick.instrument in affected and tick.connection != victim_name:
+                    elsewhere.setdefault(tick.instrument, tick.recv_ns)
+
+        victim_name = "fyers:primary:0"
         t0 = time.time_ns()
+        worker.publish = record
         if fault == "close_clean":
             await sims.fyers.fault_close(sim_id, clean=True)
         elif fault == "close_unclean":
@@ -199,14 +210,11 @@ async def test_failover_moves_symbols_within_two_seconds_and_back(sims, fault) -
             sims.hub.tokens.reject_auth["fyers"] = True
             await sims.fyers.fault_close(sim_id, clean=True)
 
-        def delivering_elsewhere() -> bool:
-            if worker.plan is None or on_conn(worker, victim) & affected:
-                return False
-            fresh = (worker.latest.get(k) for k in affected)  # from either provider
-            return all(t is not None and t.recv_ns > t0 for t in fresh)
-
-        took = await until(delivering_elsewhere, 10, "the victim's symbols ticking elsewhere")
+        await until(lambda: len(elsewhere) == len(affected), 10, "ticks through other sockets")
+        took = (max(elsewhere.values()) - t0) / 1e9
         assert took < FAILOVER_BUDGET, f"{fault}: failover took {took:.2f} s"
+        worker.publish = None
+        assert not on_conn(worker, victim) & affected
         moved = {p.reason for k in affected for p in worker.plan.assignment[k]}
         assert moved == {"failover"}
         # Nothing else moved, and no other socket was touched.
@@ -256,6 +264,40 @@ async def test_short_capacity_leaves_the_lowest_priority_out_and_says_so(sims) -
     )()
     assert set(issues) == set(low[50:])
     assert all(i.kind == "left_out" and "no capacity" in i.reason for i in issues.values())
+
+
+async def test_raising_an_accounts_limits_places_what_was_left_out(sims) -> None:
+    await sync_to_async(
+        lambda: ProviderAccount.objects.filter(provider="fyers").update(max_connections=1)
+    )()
+    await sync_to_async(
+        lambda: ProviderAccount.objects.filter(provider="upstox").update(enabled=False)
+    )()
+    await enable(250, tier="high_frequency")
+    async with running() as worker:
+        await until(lambda: worker.plan is not None and bool(worker.pool.clients), 10, "a plan")
+        left = set(worker.plan.left_out)
+        assert len(left) == 50
+
+        def more_connections() -> None:
+            account = ProviderAccount.objects.get(provider="fyers")
+            account.max_connections = 2
+            account.save()  # what the admin's form does
+
+        await sync_to_async(more_connections)()
+        await until(
+            lambda: all(worker.latest.get(k, "fyers") is not None for k in left),
+            FAILOVER_BUDGET,
+            "the left-out symbols ticking on a second connection",
+        )
+        assert not worker.plan.left_out and not worker.pool.refused
+        assert len(worker.pool.clients) == 2
+        issues = sync_to_async(PlacementIssue.objects.count)
+        for _ in range(100):  # recorded right after the sockets changed
+            if not await issues():
+                break
+            await asyncio.sleep(0.02)
+        assert await issues() == 0
 
 
 async def test_an_admin_edit_reaches_the_running_worker_within_two_seconds(

@@ -273,7 +273,7 @@ async def test_silence_marks_a_frozen_socket_degraded_then_reconnects(sims, prov
     try:
         getattr(sims, provider).fault_stall("all", 30)
         elapsed = await until(lambda: client.state is ClientState.DEGRADED, within=2)
-        assert 0.3 < elapsed < 1.0
+        assert 0.2 < elapsed < 1.0  # the bound is 0.4 s; the last pong may be 0.2 s old
         assert client.state_reason.startswith("silent")
         await until(lambda: client.stats.reconnects == 1 and client.state is ClientState.LIVE)
         assert client.stats.errors["silent"] == 1
