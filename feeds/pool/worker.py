@@ -497,10 +497,12 @@ class FeedWorker:
         if state is ClientState.CLOSED or conn not in self.pool.clients:
             return
         account = (conn.provider, conn.account)
-        if state is ClientState.DOWN and reason.startswith("auth failed"):
+        # A refused token, or a first connect that fails (the endpoint unreachable), will
+        # fail for every new socket of the account too: fail over to connections already
+        # open rather than cascade through fresh ones, until one authenticates again.
+        refusing = reason.startswith("auth failed") or client.stats.connects == 0
+        if state is ClientState.DOWN and refusing:
             if account not in self._auth_refused:
-                # A refused token is refused for every new socket of the account: fail over
-                # to connections that are already open, not to fresh ones that would fail too.
                 logger.warning("worker %s: %s:%s refuses new connections (%s)", self.id,
                                *account, reason)  # fmt: skip
                 self._auth_refused.add(account)

@@ -171,7 +171,8 @@ def _sim_connection(sims: SimulatorSet, worker: FeedWorker, conn: Conn) -> int:
     return next(c.id for c in sim.connections.values() if c.socket.remote_address == local)
 
 
-FAULTS = ["close_clean", "close_unclean", "stall", "reject_auth"]
+# The four, and a broker refusing new sockets (its connection limit reached).
+FAULTS = ["close_clean", "close_unclean", "stall", "reject_auth", "connection_limit"]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -206,9 +207,12 @@ async def test_failover_moves_symbols_within_two_seconds_and_back(sims, fault) -
             await sims.fyers.fault_close(sim_id, clean=False)
         elif fault == "stall":
             sims.fyers.fault_stall(sim_id, 2.0)
-        else:
+        elif fault == "reject_auth":
             sims.hub.tokens.reject_auth["fyers"] = True
             await sims.fyers.fault_close(sim_id, clean=True)
+        else:
+            sims.fyers.max_connections = 2  # the two survivors: nothing new gets in
+            await sims.fyers.fault_close(sim_id, clean=False)
 
         await until(lambda: len(elsewhere) == len(affected), 10, "ticks through other sockets")
         took = (max(elsewhere.values()) - t0) / 1e9
@@ -225,6 +229,9 @@ async def test_failover_moves_symbols_within_two_seconds_and_back(sims, fault) -
         if fault == "reject_auth":
             await asyncio.sleep(0.5)
             sims.hub.tokens.reject_auth["fyers"] = False
+        elif fault == "connection_limit":
+            await asyncio.sleep(0.5)
+            sims.fyers.max_connections = None
 
         def home_again() -> bool:
             return worker.plan is not None and on_conn(worker, victim) == affected
