@@ -273,6 +273,9 @@ class FeedWorker:
                 endpoints=self._inputs.endpoints, identities=self._inputs.identities
             )
         inputs = self._inputs
+        # One snapshot for the plan and for what we hold: health may change during the awaits
+        # below, and a connection the plan fills must never also be held with its old load.
+        failed = self.tracker.unavailable()
         if self.planner:
             # Our own last plan carries the failover homes the database does not.
             current = self.plan.assignment if self.plan is not None else inputs.current
@@ -280,7 +283,7 @@ class FeedWorker:
                 wants=inputs.wants,
                 accounts=inputs.accounts,
                 current=current,
-                unavailable=self.unavailable(),
+                unavailable=self.unavailable() | failed,
             )
             self._log_plan(plan)
             self.plan = plan
@@ -291,8 +294,8 @@ class FeedWorker:
         desired = desired_by_conn(self.assignment)
         leases_before = set(self.leases)
         await self._claim(desired)
-        hold = self.tracker.unavailable() & self.pool.clients.keys()
         mine = {c: keys for c, keys in desired.items() if connection_name(c) in self.leases}
+        hold = {c for c in failed & self.pool.clients.keys() if not mine.get(c)}
         result = await self.pool.apply(mine, hold=hold)
         for conn in result.closed:
             self.tracker.forget(conn)
