@@ -139,6 +139,7 @@ class FeedWorker:
         )
         self.plan: Plan | None = None  # the planner's latest plan
         self.assignment: Mapping[str, tuple[Placement, ...]] = {}  # what the pool follows
+        self._desired: dict[Conn, dict[str, str]] = {}  # the same, per connection
         self.planner = False
         self.leases: set[str] = set()  # connection names this worker holds
         self._inputs: PoolInputs | None = None
@@ -291,7 +292,7 @@ class FeedWorker:
         else:
             self.plan = None
             self.assignment = inputs.current  # as the planner recorded it
-        desired = desired_by_conn(self.assignment)
+        desired = self._desired = desired_by_conn(self.assignment)
         leases_before = set(self.leases)
         await self._claim(desired)
         mine = {c: keys for c, keys in desired.items() if connection_name(c) in self.leases}
@@ -479,7 +480,7 @@ class FeedWorker:
             return
         # Connections nobody holds (a dead worker's, or new ones): sync to claim them. The
         # planner also re-records the assignment when another worker took connections.
-        names = [connection_name(c) for c, keys in desired_by_conn(self.assignment).items() if keys]
+        names = [connection_name(c) for c, keys in self._desired.items() if keys]
         if self.planner:
             holders = await self.coordinator.holders(names)
             recorded = self._recorded[1] if self._recorded else {}
@@ -531,7 +532,7 @@ class FeedWorker:
     def _availability_changed(self, conn: Conn, reason: str) -> None:
         name = connection_name(conn)
         available = conn not in self.tracker.unavailable()
-        carried = len(desired_by_conn(self.assignment).get(conn, {}))
+        carried = len(self._desired.get(conn, {}))
         if available:
             self.stats.returns += 1
             logger.info("worker %s: %s healthy again; moving its symbols back", self.id, name)
