@@ -71,6 +71,11 @@ class DjangoWorkerBackend:
     async def send_control(self, message: ControlMessage) -> None:
         await control_send_async(message)
 
+    async def close(self) -> None:
+        # Django's sync thread runs one call at a time, in order: this one returns only
+        # after any write a cancelled task started there has finished.
+        await sync_to_async(close_old_connections)()
+
 
 def worker_config_from_settings(**overrides: Any) -> WorkerConfig:
     feeds = settings.FEEDS

@@ -82,6 +82,9 @@ class WorkerBackend(Protocol):
 
     async def send_control(self, message: ControlMessage) -> None: ...
 
+    async def close(self) -> None:
+        """Wait for database work still running on behalf of cancelled tasks."""
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
@@ -234,6 +237,7 @@ class FeedWorker:
             await self.backend.send_control({"type": "pool.leases", "worker": self.id})
         self.leases.clear()
         self.planner = False
+        await self.backend.close()
         logger.info("worker %s: stopped; connections released", self.id)
 
     def wake(self, *, reload: bool = False) -> None:

@@ -40,6 +40,9 @@ class EmptyBackend:
     async def send_control(self, message: dict[str, Any]) -> None:
         return None
 
+    async def close(self) -> None:
+        return None
+
 
 class UnreachableRedis(MemoryCoordinator):
     """Claims worked once; now every renewal fails like a lost Redis connection."""
