@@ -146,7 +146,9 @@ def test_two_workers_split_the_pools_and_one_takes_over_when_the_other_dies(
         took = _wait(lambda: ticking(held_b, "worker-a", killed_wall), LEASE_TTL + 5,
                      "worker A carrying B's connections", [a])  # fmt: skip
         print(f"takeover after SIGKILL: {took:.2f} s (lease TTL {LEASE_TTL} s)")
-        assert took <= LEASE_TTL + 1.0, f"takeover took {took:.2f} s"
+        # The leases lapse at most one TTL after the kill; then up to one lease check (0.25 s),
+        # the connect, and this test's view through 1 s heartbeats. Measured: 2.9-3.5 s.
+        assert took <= LEASE_TTL + 2.0, f"takeover took {took:.2f} s"
         assert set(_beats(client, "worker")["worker-a"]["connections"]) == total
         # The assignment rows now name A for every connection.
         owners = "SELECT DISTINCT worker_id FROM feeds_poolassignment"
