@@ -1,0 +1,87 @@
+"""L2: the latest tick per instrument and provider in Redis, readable by every process.
+
+One hash per instrument (``{prefix}{key}``), one field per provider holding the tick as
+orjson. A flush of any number of ticks is one pipelined round trip; so is a read of any
+number of instruments. Keys expire after ``ttl`` without a write, so instruments that are no
+longer carried do not stay forever (the store is bounded by what the pool carries).
+
+No Django: the worker and the web processes hand in their ``redis.asyncio`` client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from feeds.providers.ticks import Tick
+
+# Everything a client may be shown, in the tick's own integer-at-scale form.
+RECORD_FIELDS = (
+    "ltp", "scale", "recv_ns", "exchange_ts", "ltt", "ltq", "volume", "bid", "ask", "bid_qty",
+    "ask_qty", "open", "high", "low", "prev_close", "atp", "oi", "total_buy_qty",
+    "total_sell_qty", "lower_circuit", "upper_circuit", "iv", "delta", "theta", "gamma",
+    "vega", "rho",
+)  # fmt: skip
+
+
+def tick_record(tick: Tick) -> dict[str, Any]:
+    """The fields a tick carries (None left out), depth as [price, qty, orders] lists."""
+    record = {name: value for name in RECORD_FIELDS if (value := getattr(tick, name)) is not None}
+    if tick.connection:
+        record["connection"] = tick.connection
+    if tick.bids is not None:
+        record["bids"] = [list(level) for level in tick.bids]
+    if tick.asks is not None:
+        record["asks"] = [list(level) for level in tick.asks]
+    return record
+
+
+class RedisLatestStore:
+    def __init__(
+        self, client: aioredis.Redis, *, prefix: str = "mdhub:l2:", ttl: float = 86_400.0
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl_ms = max(1, round(ttl * 1000))
+
+    async def write(self, ticks: Iterable[Tick]) -> int:
+        """Store the latest of ``ticks`` per (instrument, provider); one round trip."""
+        latest: dict[tuple[str, str], Tick] = {}
+        for tick in ticks:
+            if tick.instrument:  # an unmapped symbol has no canonical key to store under
+                latest[(tick.instrument, str(tick.provider))] = tick
+        if not latest:
+            return 0
+        by_key: dict[str, dict[str, bytes]] = {}
+        for (key, provider), tick in latest.items():
+            by_key.setdefault(key, {})[provider] = orjson.dumps(tick_record(tick))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, fields in by_key.items():
+                name = self.prefix + key
+                pipe.hset(name, mapping=fields)
+                pipe.pexpire(name, self.ttl_ms)
+            await pipe.execute()
+        return len(latest)
+
+    async def read(self, keys: Collection[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """key -> provider -> record, for the keys that have any; one round trip."""
+        if isinstance(keys, str):
+            raise TypeError("keys must be a collection of instrument keys, not one string")
+        ordered = list(dict.fromkeys(keys))
+        if not ordered:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in ordered:
+                pipe.hgetall(self.prefix + key)
+            replies = await pipe.execute()
+        found: dict[str, dict[str, dict[str, Any]]] = {}
+        for key, fields in zip(ordered, replies, strict=True):
+            if fields:
+                found[key] = {
+                    (p.decode() if isinstance(p, bytes) else p): orjson.loads(v)
+                    for p, v in fields.items()
+                }
+        return found
