@@ -7,6 +7,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from feeds.instruments.records import Exchange, InstrumentType, OptionType, Segment
+from feeds.pool.distribution import Conn, connection_name
 
 
 class Tier(models.TextChoices):
@@ -241,7 +242,7 @@ class PoolAssignment(models.Model):
 
 def connection_id(provider: str, label: str, slot: int) -> str:
     """The stable name of one pool connection, used in logs, heartbeats and health rows."""
-    return f"{provider}:{label}:{slot}"
+    return connection_name(Conn(provider, label, slot))
 
 
 class PlacementIssueKind(models.TextChoices):

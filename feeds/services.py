@@ -24,9 +24,8 @@ from feeds.models import (
     Provider,
     ProviderAccount,
     Tier,
-    connection_id,
 )
-from feeds.pool.distribution import Placement
+from feeds.pool.distribution import Placement, connection_name
 
 # Fields an import owns. Operator fields (tier, priority, enabled, data_mode) are not here,
 # so a re-import never undoes an admin's choices.
@@ -331,7 +330,7 @@ def pool_assignments_record(
             if account is None:
                 continue
             conn = placement.conn
-            holder = holders.get(connection_id(conn.provider, conn.account, conn.slot), worker_id)
+            holder = holders.get(connection_name(conn), worker_id)
             ident = (instrument_id, account.pk)
             wanted.add(ident)
             row = existing.get(ident)

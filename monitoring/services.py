@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from feeds.models import ProviderAccount
+from feeds.pool.distribution import conn_from_name
 from monitoring.models import ConnectionHealth, ConnectionState
 
 
@@ -44,15 +45,17 @@ def connection_health_record(*, statuses: Iterable[Mapping[str, Any]], worker_id
         if state not in ConnectionState.values:
             continue  # closed on purpose: nothing to watch
         name = str(status.get("name", ""))
-        provider, _, rest = name.partition(":")
-        label = rest.rpartition(":")[0]
+        try:
+            conn = conn_from_name(name)
+        except ValueError:
+            continue  # not a pool connection
         errors = status.get("errors") or {}
         available = status.get("available", True)
         reason = str(status.get("reason", ""))
         rows.append(
             ConnectionHealth(
                 connection_id=name,
-                account=accounts.get((provider, label)),
+                account=accounts.get((conn.provider, conn.account)),
                 worker_id=worker_id,
                 recorded_at=now,
                 state=state,

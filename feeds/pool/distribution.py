@@ -135,6 +135,18 @@ class Conn:
     slot: int
 
 
+def connection_name(conn: Conn) -> str:
+    """The stable name of one pool connection ("fyers:primary:3"): logs, leases, heartbeats,
+    health rows and ``Tick.connection`` all use it."""
+    return f"{conn.provider}:{conn.account}:{conn.slot}"
+
+
+def conn_from_name(name: str) -> Conn:
+    """The inverse of ``connection_name``; ValueError for anything else."""
+    provider, account, slot = name.rsplit(":", 2)
+    return Conn(provider, account, int(slot))
+
+
 @dataclass(frozen=True, slots=True)
 class Placement:
     conn: Conn

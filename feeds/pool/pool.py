@@ -16,8 +16,15 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from feeds.pool.distribution import Account, Conn, Placement, Want
-from feeds.providers.base import ClientState, ConnectionSlots, FeedClient, StateSink, TickSink
+from feeds.pool.distribution import (  # noqa: F401  (the names are re-exported)
+    Account,
+    Conn,
+    Placement,
+    Want,
+    conn_from_name,
+    connection_name,
+)
+from feeds.providers.base import ConnectionSlots, FeedClient, StateSink, TickSink
 from feeds.providers.errors import CapExceeded
 from feeds.providers.fyers.client import FyersClient
 from feeds.providers.fyers.rest import FyersRestClient
@@ -52,16 +59,6 @@ class Identity:
 
     def symbol(self, provider: str) -> str:
         return self.fyers_symbol if provider == "fyers" else self.upstox_key
-
-
-def connection_name(conn: Conn) -> str:
-    return f"{conn.provider}:{conn.account}:{conn.slot}"
-
-
-def conn_from_name(name: str) -> Conn:
-    """The inverse of ``connection_name``; ValueError for anything else."""
-    provider, account, slot = name.rsplit(":", 2)
-    return Conn(provider, account, int(slot))
 
 
 def desired_by_conn(assignment: Mapping[str, Iterable[Placement]]) -> dict[Conn, dict[str, str]]:
@@ -273,14 +270,6 @@ class ConnectionPool:
             await client.close()
 
     # --- state ---------------------------------------------------------------------------
-
-    def unhealthy(self) -> set[Conn]:
-        """Connections that are down or degraded right now."""
-        return {
-            conn
-            for conn, client in self.clients.items()
-            if client.state in (ClientState.DOWN, ClientState.DEGRADED)
-        }
 
     def status(self) -> list[dict[str, object]]:
         return [client.status() for _, client in sorted(self.clients.items())]

@@ -161,7 +161,6 @@ class FeedWorker:
         self._workers = 1  # live workers, from the heartbeats
         self._wake = asyncio.Event()
         self._reload = True
-        self._synced = asyncio.Condition()
         self._last_renew = 0.0
         self._last_renewed_ok = time.monotonic()
         self._started = time.monotonic()
@@ -244,12 +243,6 @@ class FeedWorker:
         self._reload |= reload
         self._wake.set()
 
-    async def wait_synced(self, after: int = 0) -> int:
-        """Until a sync numbered above ``after`` has finished; returns the sync count."""
-        async with self._synced:
-            await self._synced.wait_for(lambda: self.stats.syncs > after)
-            return self.stats.syncs
-
     # --- the one place that changes the pool ---------------------------------------------
 
     async def _sync_loop(self) -> None:
@@ -267,9 +260,7 @@ class FeedWorker:
                 logger.exception("worker %s: sync failed; retrying in 1 s", self.id)
                 await asyncio.sleep(1.0)
                 self.wake(reload=True)
-            async with self._synced:
-                self.stats.syncs += 1
-                self._synced.notify_all()
+            self.stats.syncs += 1
 
     async def _sync(self, *, reload: bool) -> None:
         if reload or self._inputs is None:

@@ -29,7 +29,6 @@ The probe also exits by itself after --duration seconds.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -37,6 +36,8 @@ import tempfile
 import threading
 import time
 from typing import Any
+
+from probe_io import PrintCapture, exit_now
 
 _OUT = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 _LOCK = threading.Lock()
@@ -57,30 +58,8 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-class _PrintCapture(io.TextIOBase):
-    """sys.stdout replacement: each line the SDK prints becomes a "print" event."""
-
-    def __init__(self) -> None:
-        self._buf = ""
-        self._lock = threading.Lock()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            self._buf += text
-            *lines, self._buf = self._buf.split("\n")
-        for line in lines:
-            if line.strip():
-                emit("print", line)
-        return len(text)
-
-
 def _exit(code: int = 0) -> None:
-    emit("done", {"code": code})
-    _OUT.flush()
-    os._exit(code)  # SDK threads (ping: 10 s sleeps) are not daemons; do not wait for them
+    exit_now(emit, _OUT, code)
 
 
 def patch_sdk(api_url: str, index_map: str) -> Any:
@@ -213,7 +192,7 @@ def main() -> None:
     args = parser.parse_args()
     args.symbols = [s for s in args.symbols.split(",") if s]
     args.depth = [s for s in args.depth.split(",") if s]
-    sys.stdout = _PrintCapture()
+    sys.stdout = PrintCapture(emit)
     threading.Timer(args.duration + 15.0, _exit, (3,)).start()  # hard stop, whatever happens
     try:
         if args.scenario == "rest":

@@ -29,7 +29,6 @@ The probe also exits by itself after --duration seconds.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -38,6 +37,8 @@ import time
 import types
 from typing import Any
 from urllib.parse import urlsplit
+
+from probe_io import PrintCapture, exit_now
 
 _OUT = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 _LOCK = threading.Lock()
@@ -67,28 +68,8 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-class _PrintCapture(io.TextIOBase):
-    def __init__(self) -> None:
-        self._buf = ""
-        self._lock = threading.Lock()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            self._buf += text
-            *lines, self._buf = self._buf.split("\n")
-        for line in lines:
-            if line.strip():
-                emit("print", line)
-        return len(text)
-
-
 def _exit(code: int = 0) -> None:
-    emit("done", {"code": code})
-    _OUT.flush()
-    os._exit(code)  # the SDK's socket threads are not daemons
+    exit_now(emit, _OUT, code)
 
 
 def patch_sdk(feed_url: str) -> None:
@@ -233,7 +214,7 @@ def main() -> None:
     # ';' separates keys: index keys may contain spaces and commas are the REST separator.
     args.keys = [k for k in args.keys.split(";") if k]
     args.calls = [c for c in args.calls.split(",") if c]
-    sys.stdout = _PrintCapture()
+    sys.stdout = PrintCapture(emit)
     threading.Timer(args.duration + 15.0, _exit, (3,)).start()
     try:
         if args.scenario == "rest":
