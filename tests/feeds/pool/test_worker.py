@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
+from django.utils import timezone
 
 from feeds import services
 from feeds.models import Instrument, PlacementIssue, PoolAssignment, ProviderAccount
@@ -137,8 +138,15 @@ async def test_a_thousand_symbols_on_five_fyers_connections_plus_upstox(sims) ->
         assert len(pairs) == 1020
         await until(lambda: all_ticked(worker, pairs), 20, "a tick for every symbol")
         assert set(worker.latest.providers(critical[0])) == {"fyers", "upstox"}
-        # Each connection's health is recorded for the health check to read.
-        recorded = sync_to_async(lambda: ConnectionHealth.objects.count())
+        # Each connection's health is recorded for the health check to read. The
+        # first rows can predate the first ticks, so wait for a row written after.
+        ticking_since = await sync_to_async(lambda: timezone.now())()
+        recorded = sync_to_async(
+            lambda: ConnectionHealth.objects.filter(recorded_at__gt=ticking_since)
+            .values("connection_id")
+            .distinct()
+            .count()
+        )
         for _ in range(100):
             if await recorded() >= 6:
                 break
