@@ -1,7 +1,9 @@
-"""Instruments, provider accounts and which connection carries which instrument."""
+"""Instruments, provider accounts, which connection carries which instrument, and what the
+delivery side keeps per user: API tokens, limits and watchlists, plus the last persisted tick."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -273,3 +275,98 @@ class PlacementIssue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instrument}: {self.get_kind_display()}"
+
+
+class LastTick(models.Model):
+    """The last tick the hub saw for an instrument, persisted by the feed worker now and then.
+
+    The cache's last resort (L4): after a restart, or with the market closed, a client still
+    gets a value, marked stale with its age. One row per instrument, overwritten in place.
+    """
+
+    instrument = models.OneToOneField(
+        Instrument, on_delete=models.CASCADE, primary_key=True, related_name="last_tick"
+    )
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    record = models.JSONField(help_text="The tick as the caches hold it (prices at scale).")
+    received_at = models.DateTimeField(help_text="When the hub received the tick.")
+
+    class Meta:
+        verbose_name = "last tick"
+        verbose_name_plural = "last ticks"
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} via {self.provider} @ {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ApiToken(models.Model):
+    """A secret that lets a program use the WebSocket API as ``user``.
+
+    Only a SHA-256 digest is stored (the token is 32 random bytes, so a slow hash adds
+    nothing); the token itself is shown once, when it is created in the admin. ``prefix`` is
+    its first characters, kept so that admins and users can tell tokens apart.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, help_text="What the token is for.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never.")
+    revoked = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["user", "-created_at"]
+        verbose_name = "API token"
+        verbose_name_plural = "API tokens"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+
+class ClientLimits(models.Model):
+    """Per-user limits of the WebSocket API; users without a row get the settings' defaults."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="client_limits"
+    )
+    max_subscriptions = models.PositiveIntegerField(
+        help_text="Symbols subscribed at once, over all of the user's connections."
+    )
+    max_requests_per_second = models.PositiveIntegerField(
+        help_text="Requests (subscribe, unsubscribe, ping…) a client may send per second."
+    )
+    max_updates_per_second = models.PositiveIntegerField(
+        help_text="Update messages per second per connection; faster changes are conflated."
+    )
+    max_connections = models.PositiveIntegerField(help_text="Open WebSocket connections.")
+
+    class Meta:
+        verbose_name = "client limits"
+        verbose_name_plural = "client limits"
+
+    def __str__(self) -> str:
+        return f"limits of {self.user}"
+
+
+class WatchlistItem(models.Model):
+    """An instrument on a user's watchlist page, in the user's order."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="watchlist"
+    )
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField(default=0)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["user", "position", "added_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "instrument"], name="watchlist_once_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.instrument_id}"

@@ -230,6 +230,31 @@ FEEDS = {
     "SIMULATORS": env.bool("MDHUB_SIMULATORS", default=EMBEDDED_MODE),
 }
 
+# --- Delivery: caches, fan-out and the WebSocket API ---------------------------------------
+
+DELIVERY = {
+    # The feed worker publishes one batch of ticks per flush (and writes L2 in the same beat).
+    "FLUSH_INTERVAL": env.float("MDHUB_FLUSH_MS", default=5.0) / 1000,
+    # A cached value younger than this is "fresh"; older ones make the cache look further.
+    "FRESH_AGE": env.float("MDHUB_FRESH_MS", default=100.0) / 1000,
+    # L2 keys of instruments no longer written expire after this long.
+    "L2_TTL": env.float("MDHUB_L2_TTL_SECONDS", default=86_400.0),
+    # How often the worker persists the last tick of each changed instrument (L4).
+    "PERSIST_INTERVAL": env.float("MDHUB_PERSIST_SECONDS", default=15.0),
+    # L3: how long a snapshot may wait for the REST rate budget before falling to L4.
+    "REST_MAX_WAIT": env.float("MDHUB_REST_MAX_WAIT", default=0.25),
+    # Per-user defaults of the WebSocket API (a user's ClientLimits row overrides them).
+    "MAX_SUBSCRIPTIONS": env.int("MDHUB_MAX_SUBSCRIPTIONS", default=500),
+    "MAX_REQUESTS_PER_SECOND": env.int("MDHUB_MAX_REQUESTS_PER_SECOND", default=20),
+    "MAX_UPDATES_PER_SECOND": env.int("MDHUB_MAX_UPDATES_PER_SECOND", default=200),
+    "MAX_CONNECTIONS": env.int("MDHUB_MAX_CONNECTIONS", default=10),
+    # A token-less connection must authenticate with its first message within this.
+    "AUTH_TIMEOUT": env.float("MDHUB_AUTH_TIMEOUT", default=5.0),
+    # A client whose oldest unsent update is older than MAX_LAG for PATIENCE is closed.
+    "CLIENT_MAX_LAG": env.float("MDHUB_CLIENT_MAX_LAG", default=2.0),
+    "CLIENT_PATIENCE": env.float("MDHUB_CLIENT_PATIENCE", default=10.0),
+}
+
 # --- Instrument masters ---------------------------------------------------------------------
 
 # Loaded by `setup_hub` on first run of the embedded default.
