@@ -58,13 +58,27 @@ class RedisLatestStore:
         by_key: dict[str, dict[str, bytes]] = {}
         for (key, provider), tick in latest.items():
             by_key.setdefault(key, {})[provider] = orjson.dumps(tick_record(tick))
+        await self._store(by_key)
+        return len(latest)
+
+    async def write_records(self, records: Iterable[dict[str, Any]]) -> int:
+        """Store already-made records carrying ``key`` and ``provider`` (the publisher's
+        batch records); the latest per pair wins. One round trip."""
+        by_key: dict[str, dict[str, bytes]] = {}
+        for record in records:
+            by_key.setdefault(record["key"], {})[record["provider"]] = orjson.dumps(record)
+        await self._store(by_key)
+        return sum(len(f) for f in by_key.values())
+
+    async def _store(self, by_key: dict[str, dict[str, bytes]]) -> None:
+        if not by_key:
+            return
         async with self.client.pipeline(transaction=False) as pipe:
             for key, fields in by_key.items():
                 name = self.prefix + key
                 pipe.hset(name, mapping=fields)
                 pipe.pexpire(name, self.ttl_ms)
             await pipe.execute()
-        return len(latest)
 
     async def read(self, keys: Collection[str]) -> dict[str, dict[str, dict[str, Any]]]:
         """key -> provider -> record, for the keys that have any; one round trip."""
