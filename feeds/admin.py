@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Q, QuerySet
@@ -18,7 +19,10 @@ from django.http import HttpRequest
 from feeds import services
 from feeds.models import (
     UPSTOX_DEFAULT_MODE_LIMITS,
+    ApiToken,
+    ClientLimits,
     Instrument,
+    LastTick,
     PlacementIssue,
     PoolAssignment,
     Provider,
@@ -265,3 +269,73 @@ class PlacementIssueAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(ordering="instrument__priority")
     def priority(self, obj: PlacementIssue) -> int:
         return obj.instrument.priority
+
+
+# --- WebSocket API access -----------------------------------------------------------------
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "expires_at",
+                    "revoked"]  # fmt: skip
+    list_filter = ["revoked"]
+    search_fields = ["prefix", "name", "user__username"]
+    autocomplete_fields = ["user"]
+    actions = ["revoke"]
+
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+        if obj is None:
+            return ["user", "name", "expires_at"]
+        return ["user", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+        return [] if obj is None else ["user", "prefix", "created_at", "last_used_at"]
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiToken, form: ModelForm, change: bool
+    ) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        row, token = services.api_token_create(user=obj.user, name=obj.name,
+                                               expires_at=obj.expires_at)  # fmt: skip
+        obj.pk, obj.prefix, obj.digest, obj.created_at = (
+            row.pk,
+            row.prefix,
+            row.digest,
+            row.created_at,
+        )
+        # Only a digest is stored: this is the one time anybody sees the token.
+        messages.warning(request, f"Copy this token now; it is not shown again: {token}")
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        count = queryset.update(revoked=True)
+        self.message_user(request, f"{count} token(s) revoked; connections using them "
+                          "are refused from their next connect.")  # fmt: skip
+
+
+@admin.register(ClientLimits)
+class ClientLimitsAdmin(admin.ModelAdmin):
+    list_display = ["user", "max_subscriptions", "max_requests_per_second",
+                    "max_updates_per_second", "max_connections"]  # fmt: skip
+    search_fields = ["user__username"]
+    autocomplete_fields = ["user"]
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        delivery = settings.DELIVERY  # start from the defaults everybody else has
+        return {
+            "max_subscriptions": delivery["MAX_SUBSCRIPTIONS"],
+            "max_requests_per_second": delivery["MAX_REQUESTS_PER_SECOND"],
+            "max_updates_per_second": delivery["MAX_UPDATES_PER_SECOND"],
+            "max_connections": delivery["MAX_CONNECTIONS"],
+            **super().get_changeform_initial_data(request),
+        }
+
+
+@admin.register(LastTick)
+class LastTickAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["instrument", "provider", "received_at"]
+    list_filter = ["provider"]
+    search_fields = ["instrument__key"]
+    list_select_related = ["instrument"]

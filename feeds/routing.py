@@ -1,5 +1,9 @@
-"""WebSocket routes of the feeds app (the market-data API is added here)."""
+"""WebSocket routes of the feeds app."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from feeds.consumers import MarketDataConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/v1/market/", MarketDataConsumer.as_asgi()),
+]

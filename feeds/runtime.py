@@ -9,6 +9,7 @@ layer, and the coordinator through ``REDIS_URL``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -19,7 +20,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
+from feeds.cache.l1 import l1_register, l1_unregister, latest_ticks_reader
 from feeds.control import control_messages, control_send_async
+from feeds.fanout import batch_publisher_build
 from feeds.models import ProviderAccount
 from feeds.pool.coordination import coordinator_from_url
 from feeds.pool.distribution import Plan
@@ -139,17 +142,42 @@ async def embedded_simulators_start() -> SimulatorSet:
     return sims
 
 
+@contextlib.asynccontextmanager
+async def feed_worker_running(
+    *, config: WorkerConfig | None = None, stop: asyncio.Event | None = None
+) -> AsyncIterator[FeedWorker]:
+    """A worker running on this loop with its publisher (channel layer, L2, L4) and its L1
+    registered, until the block ends. ``stop`` is set if the worker ends on its own."""
+    publisher = batch_publisher_build()
+    worker = feed_worker_build(config=config, publish=publisher.offer)
+    l1_register("worker", latest_ticks_reader(worker.latest))
+    publisher.start()
+    stop = stop or asyncio.Event()
+    task = asyncio.get_running_loop().create_task(worker.run(stop), name=f"worker {worker.id}")
+    task.add_done_callback(lambda _: stop.set())  # its error is raised below, at ``await``
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await task
+        await publisher.close()
+        l1_unregister("worker")
+        if publisher.store is not None:
+            await publisher.store.client.aclose()
+        await worker.coordinator.close()
+
+
 async def feeds_serve(
     stop: asyncio.Event, *, simulators: bool, config: WorkerConfig | None = None
 ) -> None:
     """The feed side of the hub until ``stop``: the simulators (when asked) and one worker."""
     sims = await embedded_simulators_start() if simulators else None
-    worker = feed_worker_build(config=config)
-    logger.info("feed worker %s starting (%s coordination)", worker.id,
-                "Redis" if settings.REDIS_URL else "in-process")  # fmt: skip
     try:
-        await worker.run(stop)
+        async with feed_worker_running(config=config, stop=stop) as worker:
+            logger.info("feed worker %s started (%s coordination), publishing every %g ms",
+                        worker.id, "Redis" if settings.REDIS_URL else "in-process",
+                        settings.DELIVERY["FLUSH_INTERVAL"] * 1000)  # fmt: skip
+            await stop.wait()
     finally:
-        await worker.coordinator.close()
         if sims is not None:
             await sims.stop()

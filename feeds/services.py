@@ -5,25 +5,33 @@ Admin actions, list edits and commands call these; none of them writes models di
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from feeds.control import pool_change_notify
 from feeds.instruments.records import InstrumentRecord, InstrumentType, LinkResult, RowError
 from feeds.models import (
     UPSTOX_DEFAULT_MODE_LIMITS,
+    ApiToken,
     Instrument,
+    LastTick,
     PlacementIssue,
     PlacementIssueKind,
     PoolAssignment,
     Provider,
     ProviderAccount,
     Tier,
+    WatchlistItem,
 )
 from feeds.pool.distribution import Placement, connection_name
 
@@ -49,6 +57,7 @@ MASTER_FIELDS = (
 )
 IDENTITY_FIELDS = ("fyers_symbol", "fyers_token", "upstox_key")
 BULK_BATCH = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -411,3 +420,126 @@ def placement_issues_record(
         to_update, ["kind", "reason", "worker_id", "since"], batch_size=BULK_BATCH
     )
     return len(to_create) + len(to_update), len(gone)
+
+
+# --- Live pages: watchlists -------------------------------------------------------------------
+
+
+def _instrument_by_key(key: str) -> Instrument:
+    instrument = Instrument.objects.filter(key=key).first()
+    if instrument is None:
+        raise Instrument.DoesNotExist(f"no instrument {key}")
+    return instrument
+
+
+def watchlist_item_add(
+    *, user: AbstractBaseUser, instrument_key: str
+) -> tuple[WatchlistItem, bool]:
+    """Put an instrument (canonical key) at the end of the user's watchlist.
+
+    Idempotent: an instrument already there is returned as it is, with ``False``. Raises
+    ``Instrument.DoesNotExist`` for an unknown key.
+    """
+    instrument = _instrument_by_key(instrument_key)
+    existing = WatchlistItem.objects.filter(user=user, instrument=instrument).first()
+    if existing is not None:
+        return existing, False
+    last = WatchlistItem.objects.filter(user=user).aggregate(last=Max("position"))["last"]
+    position = 0 if last is None else last + 1
+    item = WatchlistItem(user=user, instrument=instrument, position=position)
+    # The once-per-user constraint is left to the database: a double click racing this one
+    # must end as "already there", not as a validation error.
+    item.full_clean(validate_constraints=False)
+    try:
+        # A savepoint, so that losing that race leaves the caller's transaction usable.
+        with transaction.atomic():
+            item.save()
+    except IntegrityError:
+        return WatchlistItem.objects.get(user=user, instrument=instrument), False
+    return item, True
+
+
+def watchlist_item_remove(*, user: AbstractBaseUser, instrument_key: str) -> bool:
+    """Take an instrument off the user's watchlist; ``False`` when it was not on it.
+
+    Raises ``Instrument.DoesNotExist`` for an unknown key.
+    """
+    instrument = _instrument_by_key(instrument_key)
+    deleted, _ = WatchlistItem.objects.filter(user=user, instrument=instrument).delete()
+    return deleted > 0
+
+
+# --- WebSocket API tokens -----------------------------------------------------------------
+
+API_TOKEN_PREFIX = "mdh_"
+_LAST_USED_EVERY = timedelta(minutes=1)  # a busy client must not write a row per connect
+
+
+def api_token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def api_token_create(
+    *, user: AbstractBaseUser, name: str, expires_at: datetime | None = None
+) -> tuple[ApiToken, str]:
+    """A new token for ``user``: the row (digest only) and the token, to show once."""
+    token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken.objects.create(
+        user=user, name=name, prefix=token[:12], digest=api_token_digest(token),
+        expires_at=expires_at,
+    )  # fmt: skip
+    return row, token
+
+
+def api_token_use(*, token: str) -> AbstractBaseUser | None:
+    """The active user a token belongs to, or None if it is unknown, revoked or expired."""
+    if not token.startswith(API_TOKEN_PREFIX) or len(token) > 200:
+        return None
+    row = (
+        ApiToken.objects.select_related("user")
+        .filter(digest=api_token_digest(token), revoked=False)
+        .first()
+    )
+    now = timezone.now()
+    if row is None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    if not row.user.is_active:
+        return None
+    if row.last_used_at is None or now - row.last_used_at > _LAST_USED_EVERY:
+        ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
+    return row.user
+
+
+# --- L4: the last persisted tick per instrument ------------------------------------------
+
+
+def last_ticks_record(*, latest: Mapping[str, tuple[str, dict[str, Any]]]) -> int:
+    """Persist key -> (provider, record) as each instrument's last tick, overwriting the
+    previous one: one bulk upsert. Keys no instrument has are skipped; returns rows written.
+    ``received_at`` comes from the record's ``recv_ns`` (required)."""
+    bad = [k for k, (_, record) in latest.items() if not isinstance(record.get("recv_ns"), int)]
+    if bad:
+        raise ValueError(f"last ticks without an integer recv_ns: {bad[:5]}")
+    ids: dict[str, int] = {}
+    wanted = list(latest)
+    for start in range(0, len(wanted), BULK_BATCH):
+        chunk = wanted[start : start + BULK_BATCH]
+        ids.update(Instrument.objects.filter(key__in=chunk).values_list("key", "pk"))
+    rows = [
+        LastTick(
+            instrument_id=ids[key],
+            provider=provider,
+            record=record,
+            received_at=_EPOCH + timedelta(microseconds=record["recv_ns"] // 1000),
+        )
+        for key, (provider, record) in latest.items()
+        if key in ids
+    ]
+    LastTick.objects.bulk_create(
+        rows,
+        batch_size=BULK_BATCH,
+        update_conflicts=True,
+        unique_fields=["instrument"],
+        update_fields=["provider", "record", "received_at"],
+    )
+    return len(rows)

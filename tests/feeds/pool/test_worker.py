@@ -11,77 +11,26 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
 from django.utils import timezone
 
-from feeds import services
 from feeds.models import Instrument, PlacementIssue, PoolAssignment, ProviderAccount
 from feeds.pool.distribution import Conn
 from feeds.pool.worker import FeedWorker
 from feeds.providers.backoff import Backoff
-from feeds.providers.simulation.run import SimulatorSet, start_simulators
-from feeds.providers.simulation.universe import sim_instrument_from
+from feeds.providers.simulation.run import SimulatorSet
 from feeds.providers.ticks import Tick
 from feeds.runtime import feed_worker_build, worker_config_from_settings
-from feeds.selectors import instruments_for_simulation
 from monitoring.models import ConnectionHealth
+from tests.feeds.live import enable, until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FAILOVER_BUDGET = 2.0  # seconds, the issue's bound
-
-
-async def until(predicate: Callable[[], bool], limit: float, what: str) -> float:
-    """Poll until ``predicate()``; returns the seconds it took."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > limit:
-            raise AssertionError(f"not within {limit} s: {what}")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
-
-
-def _universe() -> list:
-    return [sim_instrument_from(i) for i in instruments_for_simulation()]
-
-
-@pytest.fixture
-async def sims(sample_import, settings, monkeypatch) -> AsyncIterator[SimulatorSet]:
-    await sync_to_async(services.provider_accounts_ensure_defaults)()
-    sims = await start_simulators(
-        await sync_to_async(_universe)(), seed=3, ticks_per_second=2, step_interval=0.05
-    )
-    described = sims.describe("127.0.0.1")
-    settings.FYERS = {**settings.FYERS, "API_URL": described["fyers"]["api_url"],
-                      "SOCKET_URL": described["fyers"]["socket_url"]}  # fmt: skip
-    settings.UPSTOX = {**settings.UPSTOX, "API_URL": described["upstox"]["api_url"],
-                       "FEED_URL": described["upstox"]["feed_url"]}  # fmt: skip
-    monkeypatch.setenv("FYERS_ACCESS_TOKEN", described["fyers"]["token"])
-    monkeypatch.setenv("UPSTOX_ACCESS_TOKEN", described["upstox"]["token"])
-    yield sims
-    await sims.stop()
-
-
-def _enable(count: int, *, tier: str, priority: int = 50, skip: int = 0) -> list[str]:
-    """Enable ``count`` equities listed by both providers, in key order after ``skip``."""
-    rows = list(
-        Instrument.objects.filter(instrument_type="EQ")
-        .exclude(fyers_token="")
-        .exclude(upstox_key="")
-        .order_by("key")[skip : skip + count]
-    )
-    ids = [r.pk for r in rows]
-    services.instruments_set_enabled(instrument_ids=ids, enabled=True)
-    services.instruments_set_tier(instrument_ids=ids, tier=tier)
-    Instrument.objects.filter(pk__in=ids).update(priority=priority)
-    return [r.key for r in rows]
-
-
-enable = sync_to_async(_enable)
 
 
 @contextlib.asynccontextmanager

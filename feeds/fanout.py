@@ -1,0 +1,89 @@
+"""Django glue for the fan-out: the per-process hub on the channel layer, and the feed
+worker's publisher with its L2 store and L4 persistence.
+
+``feeds.delivery`` has no Django in it; this module hands it the channel layer, Redis and the
+database, from the settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import close_old_connections
+
+from feeds.cache.l1 import l1_register, l1_unregister
+from feeds.cache.l2 import RedisLatestStore
+from feeds.delivery.hub import BATCH_TYPE, TICKS_GROUP, FanoutHub
+from feeds.delivery.publisher import BatchPublisher
+
+logger = logging.getLogger(__name__)
+
+_hubs: dict[asyncio.AbstractEventLoop, tuple[FanoutHub, list[asyncio.Task[None]]]] = {}
+
+
+def fanout_hub_get() -> FanoutHub:
+    """This process's hub, started on first use on the running loop (one per loop, so tests
+    that run their own loops get their own)."""
+    loop = asyncio.get_running_loop()
+    entry = _hubs.get(loop)
+    if entry is not None:
+        return entry[0]
+    for old_loop in [lp for lp in _hubs if lp.is_closed()]:
+        del _hubs[old_loop]
+    hub = FanoutHub()
+    tasks = [
+        loop.create_task(hub.run(get_channel_layer(), group=TICKS_GROUP), name="fanout hub"),
+        loop.create_task(hub.sweep(), name="fanout sweep"),
+    ]
+    _hubs[loop] = (hub, tasks)
+    l1_register("fanout", hub.l1)  # snapshots read this process's latest values first
+    logger.info("fan-out hub started (group %s)", TICKS_GROUP)
+    return hub
+
+
+async def fanout_hub_stop() -> None:
+    """Stop this loop's hub (tests and shutdown)."""
+    entry = _hubs.pop(asyncio.get_running_loop(), None)
+    if entry is None:
+        return
+    l1_unregister("fanout")
+    for task in entry[1]:
+        task.cancel()
+    await asyncio.gather(*entry[1], return_exceptions=True)
+
+
+def _persist(latest: dict[str, tuple[str, dict[str, Any]]]) -> int:
+    from feeds.services import last_ticks_record
+
+    close_old_connections()
+    return last_ticks_record(latest=latest)
+
+
+def batch_publisher_build(*, redis_client: Any | None = None) -> BatchPublisher:
+    """The feed worker's publisher: batches to the channel layer's tick group, L2 to Redis
+    when ``REDIS_URL`` is set, L4 rows to the database."""
+    layer = get_channel_layer()
+    delivery = settings.DELIVERY
+
+    async def send(payload: bytes) -> None:
+        await layer.group_send(TICKS_GROUP, {"type": BATCH_TYPE, "data": payload})
+
+    store = None
+    if redis_client is None and settings.REDIS_URL:
+        import redis.asyncio as aioredis
+
+        redis_client = aioredis.from_url(settings.REDIS_URL)
+    if redis_client is not None:
+        store = RedisLatestStore(redis_client, ttl=delivery["L2_TTL"])
+    return BatchPublisher(
+        send=send,
+        store=store,
+        flush_interval=delivery["FLUSH_INTERVAL"],
+        persist=sync_to_async(_persist),
+        persist_interval=delivery["PERSIST_INTERVAL"],
+    )
