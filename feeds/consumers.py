@@ -130,6 +130,8 @@ class MarketDataConsumer(AsyncWebsocketConsumer):
 
     async def too_slow(self) -> None:
         delivery = settings.DELIVERY
+        if self.feed is not None:
+            self.feed.gate.linger(max(10.0, delivery["CLIENT_PATIENCE"] * 3))
         await self.close_with(
             CloseCode.TOO_SLOW,
             f"client too slow: more than {delivery['CLIENT_MAX_LAG']:g} s behind for "

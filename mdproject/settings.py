@@ -142,7 +142,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "feeds:watchlist"
+LOGOUT_REDIRECT_URL = "login"
+# The live pages' JSON API answers a failed CSRF check in JSON; other pages get Django's.
+CSRF_FAILURE_VIEW = "feeds.views.csrf_failure"
 
 LANGUAGE_CODE = "en-in"
 TIME_ZONE = "Asia/Kolkata"  # exchange time; stored datetimes are UTC (USE_TZ)

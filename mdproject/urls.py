@@ -7,5 +7,8 @@ admin.site.index_title = "Instruments, providers and health"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Login for everyone (the admin's own login admits staff only).
+    path("accounts/", include("django.contrib.auth.urls")),
     path("", include("monitoring.urls")),
+    path("", include("feeds.urls")),
 ]

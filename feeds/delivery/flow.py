@@ -3,10 +3,12 @@
 ASGI has no flow control for WebSocket sends. Uvicorn's ``send`` waits while its write buffer
 is full, so a writer stuck there is back-pressure enough. Daphne's ``send`` never waits: it
 hands the frame to Twisted, which buffers without limit, so a client that stops reading
-would make the server's memory grow. Twisted's own remedy is a push producer: the transport
-calls ``pauseProducing`` when its buffer passes 64 KiB and ``resumeProducing`` when it has
-drained. ``send_gate`` registers one on Daphne's protocol (reached through the ``send``
-callable Daphne hands the application) and gives the writer an awaitable gate.
+would make the server's memory grow. Twisted's remedy, a push producer, is taken: Daphne's
+HTTP channel stays registered on the transport after the upgrade, and a transport has one.
+So under Daphne the gate reads the transport's user-space send buffer instead (the size
+Twisted itself compares with ``bufferSize`` to pause producers) and holds the writer while
+it is above ``high`` until it drains below ``low``. The transport is reached through the
+``send`` callable Daphne hands the application.
 """
 
 from __future__ import annotations
@@ -20,32 +22,53 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-class SendGate:
-    """Open while the transport can take more; a Twisted ``IPushProducer`` for Daphne."""
+def _twisted_backlog(transport: Any) -> int:
+    # twisted.internet.abstract.FileDescriptor: bytes written but not yet taken by the kernel.
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
 
-    def __init__(self) -> None:
-        self._open = asyncio.Event()
-        self._open.set()
+
+class SendGate:
+    """Lets the writer through while the socket's send buffer has room."""
+
+    def __init__(
+        self, transport: Any = None, *, high: int = 64 * 1024, low: int = 16 * 1024,
+        poll: float = 0.01, protocol: Any = None,
+    ) -> None:  # fmt: skip
+        self.transport = transport
+        self.protocol = protocol
+        self.high = high
+        self.low = low
+        self.poll = poll
         self.pauses = 0
-        self.flow_controlled = False  # True when a server reports its buffer to the gate
 
     @property
-    def is_open(self) -> bool:
-        return self._open.is_set()
+    def flow_controlled(self) -> bool:
+        """True when the gate watches a buffer (Daphne); elsewhere ``send`` itself waits."""
+        return self.transport is not None
+
+    def backlog(self) -> int:
+        return _twisted_backlog(self.transport) if self.transport is not None else 0
+
+    def linger(self, seconds: float) -> None:
+        """Give a closing handshake this long. A slow client's close frame waits behind what
+        it has not read yet; autobahn's default (1 s) would drop the connection before it
+        is read, and the client would never learn why it was closed."""
+        if self.protocol is not None and hasattr(self.protocol, "closeHandshakeTimeout"):
+            self.protocol.closeHandshakeTimeout = seconds  # an autobahn protocol option
+
+    def _gone(self) -> bool:
+        transport = self.transport
+        return bool(getattr(transport, "disconnected", False)
+                    or getattr(transport, "disconnecting", False))  # fmt: skip
 
     async def wait(self) -> None:
-        await self._open.wait()
-
-    # Twisted calls these on its reactor, which under Daphne is this asyncio loop.
-    def pauseProducing(self) -> None:
+        if self.transport is None or self.backlog() <= self.high:
+            return
         self.pauses += 1
-        self._open.clear()
-
-    def resumeProducing(self) -> None:
-        self._open.set()
-
-    def stopProducing(self) -> None:
-        self._open.set()  # the connection is gone; the writer finds that out on its own
+        # Polled, not signalled: this only runs for a client that is already behind, and
+        # the hub's sweep closes it if it stays there.
+        while self.backlog() > self.low and not self._gone():  # noqa: ASYNC110 (nothing to await on)
+            await asyncio.sleep(self.poll)
 
 
 def _daphne_protocol(send: Callable[..., Any]) -> Any | None:
@@ -59,26 +82,21 @@ def _daphne_protocol(send: Callable[..., Any]) -> Any | None:
     # Daphne: send = functools.partial(server.handle_reply, protocol) (daphne/server.py).
     if isinstance(send, functools.partial) and send.args:
         protocol = send.args[0]
-        if hasattr(protocol, "registerProducer") and hasattr(protocol, "transport"):
+        if hasattr(protocol, "transport"):
             return protocol
     return None
 
 
 def send_gate(send: Callable[..., Any]) -> SendGate:
-    """A gate for the socket behind ``send``: flow-controlled under Daphne, always open
-    elsewhere (there ``send`` itself waits)."""
-    gate = SendGate()
+    """A gate for the socket behind ``send``: watching Daphne's transport buffer, or always
+    open elsewhere (where ``send`` itself waits)."""
     protocol = _daphne_protocol(send)
-    if protocol is None:
-        return gate
-    try:
-        from twisted.internet.interfaces import IPushProducer
-        from zope.interface import directlyProvides
-
-        directlyProvides(gate, IPushProducer)
-        protocol.registerProducer(gate, True)
-        gate.flow_controlled = True
-    except Exception:  # another producer already registered, or a Daphne we do not know
-        logger.warning("delivery: no flow control on this socket; relying on conflation only",
-                       exc_info=True)  # fmt: skip
-    return gate
+    transport = getattr(protocol, "transport", None)
+    if transport is not None:
+        try:
+            _twisted_backlog(transport)
+        except AttributeError:  # not the Twisted transport we know
+            logger.warning("delivery: no flow control for %r; relying on conflation only",
+                           type(transport).__name__)  # fmt: skip
+            transport = None
+    return SendGate(transport, protocol=protocol if transport is not None else None)

@@ -30,7 +30,12 @@ from feeds.providers.simulation.run import SimulatorSet, start_simulators
 from feeds.providers.simulation.universe import sim_instrument_from
 from feeds.providers.ticks import ProviderName, Tick
 from feeds.providers.upstox.simulator import UpstoxSimulator
-from feeds.selectors import cache_stats, market_data_close, market_data_get
+from feeds.selectors import (
+    cache_stats,
+    instruments_for_simulation,
+    market_data_close,
+    market_data_get,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,12 +53,9 @@ async def fresh_process_state(settings, monkeypatch) -> AsyncIterator[None]:
     await market_data_close()
 
 
-@pytest.fixture
-def instruments(sample_import) -> None:
-    pass
-
-
-def served(monkeypatch: pytest.MonkeyPatch, simulator: FyersSimulator | UpstoxSimulator) -> list:
+def served(
+    monkeypatch: pytest.MonkeyPatch, simulator: FyersSimulator | UpstoxSimulator
+) -> list[str]:
     """Every data request the simulator's REST server handles (it authenticates each)."""
     seen: list[str] = []
     authenticate = simulator._rest_auth
@@ -67,9 +69,9 @@ def served(monkeypatch: pytest.MonkeyPatch, simulator: FyersSimulator | UpstoxSi
 
 
 @pytest.fixture
-async def sims(instruments, settings, monkeypatch) -> AsyncIterator[SimulatorSet]:
+async def sims(sample_import, settings, monkeypatch) -> AsyncIterator[SimulatorSet]:
     await sync_to_async(services.provider_accounts_ensure_defaults)()
-    rows = await sync_to_async(lambda: list(Instrument.objects.filter(key__in=[SBIN, RELIANCE])))()
+    rows = await sync_to_async(lambda: list(instruments_for_simulation()))()
     sims = await start_simulators([sim_instrument_from(r) for r in rows], seed=5)
     sims.hub.model.market_open = False  # frozen: what the REST answer says, the model says
     described = sims.describe("127.0.0.1")
@@ -108,7 +110,7 @@ def age_within(age: float | None, recv_ns: int, window: list[int]) -> bool:
 # --- L1 and L2 -----------------------------------------------------------------------------
 
 
-async def test_l1_is_the_registered_worker_table(instruments, settings) -> None:
+async def test_l1_is_the_registered_worker_table(sample_import, settings) -> None:
     window: list[int] = []
     settings.DELIVERY = {**settings.DELIVERY, "FRESH_AGE": 5.0}  # a slow CI box stays fresh
     table = LatestTicks()
@@ -131,7 +133,7 @@ async def test_l1_is_the_registered_worker_table(instruments, settings) -> None:
     assert cache_stats().hits["l1"] == 1 and cache_stats().hits["l4"] == 1
 
 
-async def test_l2_is_redis_as_every_process_sees_it(instruments, settings, redis_url) -> None:
+async def test_l2_is_redis_as_every_process_sees_it(sample_import, settings, redis_url) -> None:
     window: list[int] = []
     settings.REDIS_URL = redis_url
     settings.DELIVERY = {**settings.DELIVERY, "FRESH_AGE": 5.0}
@@ -221,7 +223,30 @@ async def test_l3_respects_the_rate_budget_and_falls_to_l4(
     assert cache_stats().misses["l3"] == 3 and cache_stats().hits["l3"] == 2
 
 
-async def test_l4_is_the_persisted_row_marked_stale_with_its_age(instruments) -> None:
+async def test_a_snapshot_bigger_than_the_budget_gets_what_fits(
+    sims, settings, monkeypatch
+) -> None:
+    settings.FYERS = {**settings.FYERS, "RATE_PER_SECOND": 2, "RATE_PER_MINUTE": 2}
+    keys = await sync_to_async(
+        lambda: list(
+            Instrument.objects.filter(instrument_type="EQ")
+            .exclude(fyers_symbol="")
+            .order_by("key")
+            .values_list("key", flat=True)[:120]
+        )
+    )()
+    seen = served(monkeypatch, sims.fyers)
+    got = await market_data_get(symbols=keys)
+    # Two calls of 50 (all the budget has); the other 20 fall through, none was dropped.
+    assert len(seen) == 2
+    sources = [got[k].source for k in keys]
+    assert sources.count("l3") == 100 and sources.count(None) == 20
+    for key in keys:
+        if got[key].source == "l3":
+            assert got[key].record["ltp"] == sims.hub.model.quote(key).ltp
+
+
+async def test_l4_is_the_persisted_row_marked_stale_with_its_age(sample_import) -> None:
     window: list[int] = []
     recv_ns = time.time_ns() - 90 * 10**9
     record = {"ltp": 245_050, "scale": 2, "recv_ns": recv_ns, "volume": 12}
@@ -240,7 +265,7 @@ async def test_l4_is_the_persisted_row_marked_stale_with_its_age(instruments) ->
     assert cache_stats().stale == 1 and cache_stats().missing == 2
 
 
-async def test_concurrent_callers_share_one_cache(instruments) -> None:
+async def test_concurrent_callers_share_one_cache(sample_import) -> None:
     results = await asyncio.gather(*(market_data_get(symbols=[SBIN]) for _ in range(5)))
     assert all(r[SBIN].source is None for r in results)
     assert len(selectors._loop_caches) == 1

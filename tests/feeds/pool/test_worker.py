@@ -91,10 +91,12 @@ async def test_a_thousand_symbols_on_five_fyers_connections_plus_upstox(sims) ->
         # first rows can predate the first ticks, so wait for a row written after.
         ticking_since = await sync_to_async(lambda: timezone.now())()
         recorded = sync_to_async(
-            lambda: ConnectionHealth.objects.filter(recorded_at__gt=ticking_since)
-            .values("connection_id")
-            .distinct()
-            .count()
+            lambda: (
+                ConnectionHealth.objects.filter(recorded_at__gt=ticking_since)
+                .values("connection_id")
+                .distinct()
+                .count()
+            )
         )
         for _ in range(100):
             if await recorded() >= 6:
