@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import socket
@@ -108,3 +110,33 @@ def _tail(path: Any) -> str:
         return "\n".join(path.read_text().splitlines()[-20:])
     except OSError:
         return "(no log)"
+
+
+@contextlib.contextmanager
+def simulator_process(*, ticks_per_second: float) -> Iterator[dict[str, Any]]:
+    """Both simulators in their own process on free ports; yields the JSON line describing
+    them (URLs and a token per provider)."""
+    sims = subprocess.Popen(
+        [PYTHON, "-m", "feeds.providers.simulation.run", "--fyers-rest-port", "0",
+         "--fyers-socket-port", "0", "--upstox-rest-port", "0", "--upstox-feed-port", "0",
+         "--ticks-per-second", str(ticks_per_second)],
+        cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert sims.stdout is not None
+        yield json.loads(sims.stdout.readline())
+    finally:
+        sims.terminate()
+        sims.wait(timeout=10)
+
+
+def simulator_env(described: dict[str, Any]) -> dict[str, str]:
+    """The settings variables that point a hub process at ``simulator_process``."""
+    return {
+        "FYERS_API_URL": described["fyers"]["api_url"],
+        "FYERS_SOCKET_URL": described["fyers"]["socket_url"],
+        "UPSTOX_API_URL": described["upstox"]["api_url"],
+        "UPSTOX_FEED_URL": described["upstox"]["feed_url"],
+        "FYERS_ACCESS_TOKEN": described["fyers"]["token"],
+        "UPSTOX_ACCESS_TOKEN": described["upstox"]["token"],
+    }

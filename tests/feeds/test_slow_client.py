@@ -23,7 +23,14 @@ import orjson
 import pytest
 import websockets
 
-from tests.conftest import PYTHON, REPO_ROOT, free_port, subprocess_env
+from tests.conftest import (
+    PYTHON,
+    REPO_ROOT,
+    free_port,
+    simulator_env,
+    simulator_process,
+    subprocess_env,
+)
 
 MAX_LAG, PATIENCE = 0.5, 2.0
 
@@ -37,25 +44,11 @@ def _rss_mb(pid: int) -> float:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, str, int]]:
-    sims = subprocess.Popen(
-        [PYTHON, "-m", "feeds.providers.simulation.run", "--fyers-rest-port", "0",
-         "--fyers-socket-port", "0", "--upstox-rest-port", "0", "--upstox-feed-port", "0",
-         "--ticks-per-second", "10"],
-        cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    hub = None
-    try:
-        assert sims.stdout is not None
-        described = json.loads(sims.stdout.readline())
+    with simulator_process(ticks_per_second=10) as described:
         env = subprocess_env(
             DJANGO_SETTINGS_MODULE="mdproject.settings",
             MDHUB_VAR_DIR=str(tmp_path),
-            FYERS_API_URL=described["fyers"]["api_url"],
-            FYERS_SOCKET_URL=described["fyers"]["socket_url"],
-            UPSTOX_API_URL=described["upstox"]["api_url"],
-            UPSTOX_FEED_URL=described["upstox"]["feed_url"],
-            FYERS_ACCESS_TOKEN=described["fyers"]["token"],
-            UPSTOX_ACCESS_TOKEN=described["upstox"]["token"],
+            **simulator_env(described),
             MDHUB_CLIENT_MAX_LAG=str(MAX_LAG),
             MDHUB_CLIENT_PATIENCE=str(PATIENCE),
         )
@@ -75,23 +68,23 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str, int]]:
         ).stdout.split()  # fmt: skip
         token, keys = made[-2], made[-1]
         port = free_port()
-        log = (tmp_path / "hub.log").open("w")
-        hub = subprocess.Popen(
-            [PYTHON, "manage.py", "runhub", "--port", str(port), "--no-simulators"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while "subscriptions ticking" not in (tmp_path / "hub.log").read_text():
-            assert hub.poll() is None, (tmp_path / "hub.log").read_text()
-            assert time.monotonic() < deadline, "the hub did not start ticking"
-            time.sleep(0.2)
-        yield f"ws://127.0.0.1:{port}/ws/v1/market/", token + " " + keys, hub.pid
-    finally:
-        if hub is not None:
+        log_path = tmp_path / "hub.log"
+        with log_path.open("w") as log:
+            hub = subprocess.Popen(
+                [PYTHON, "manage.py", "runhub", "--port", str(port), "--no-simulators"],
+                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while "subscriptions ticking" not in log_path.read_text():
+                assert hub.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "the hub did not start ticking"
+                time.sleep(0.2)
+            yield f"ws://127.0.0.1:{port}/ws/v1/market/", token + " " + keys, hub.pid
+        finally:
             os.killpg(hub.pid, signal.SIGTERM)
             hub.wait(timeout=20)
-        sims.terminate()
-        sims.wait(timeout=10)
 
 
 async def _subscribe(ws: websockets.ClientConnection, keys: list[str]) -> None:

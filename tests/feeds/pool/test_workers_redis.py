@@ -8,7 +8,6 @@ connections once their leases lapse.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -22,7 +21,7 @@ import orjson
 import pytest
 import redis
 
-from tests.conftest import PYTHON, REPO_ROOT, subprocess_env
+from tests.conftest import PYTHON, REPO_ROOT, simulator_env, simulator_process, subprocess_env
 
 LEASE_TTL = 3.0
 PREFIX = "mdhub:feeds:"
@@ -50,25 +49,12 @@ def _wait(predicate: Callable[[], Any], limit: float, what: str, procs: list) ->
 @pytest.fixture
 def hub_env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str]]:
     redis.Redis.from_url(redis_url).flushdb()
-    sims = subprocess.Popen(
-        [PYTHON, "-m", "feeds.providers.simulation.run", "--fyers-rest-port", "0",
-         "--fyers-socket-port", "0", "--upstox-rest-port", "0", "--upstox-feed-port", "0",
-         "--ticks-per-second", "2"],
-        cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert sims.stdout is not None
-        described = json.loads(sims.stdout.readline())
+    with simulator_process(ticks_per_second=2) as described:
         env = subprocess_env(
             DJANGO_SETTINGS_MODULE="mdproject.settings",
             MDHUB_VAR_DIR=str(tmp_path),
             REDIS_URL=redis_url,
-            FYERS_API_URL=described["fyers"]["api_url"],
-            FYERS_SOCKET_URL=described["fyers"]["socket_url"],
-            UPSTOX_API_URL=described["upstox"]["api_url"],
-            UPSTOX_FEED_URL=described["upstox"]["feed_url"],
-            FYERS_ACCESS_TOKEN=described["fyers"]["token"],
-            UPSTOX_ACCESS_TOKEN=described["upstox"]["token"],
+            **simulator_env(described),
             # Small connections, so that the starter watchlist needs several.
             FYERS_SYMBOLS_PER_CONNECTION="10",
             FEEDS_LEASE_TTL=str(LEASE_TTL),
@@ -80,9 +66,6 @@ def hub_env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str]]:
                 capture_output=True, timeout=180,
             )  # fmt: skip
         yield env
-    finally:
-        sims.terminate()
-        sims.wait(timeout=10)
 
 
 def _worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen:
