@@ -20,6 +20,7 @@ from feeds.cache.l1 import l1_register, l1_unregister
 from feeds.cache.l2 import RedisLatestStore
 from feeds.delivery.hub import BATCH_TYPE, TICKS_GROUP, FanoutHub
 from feeds.delivery.publisher import BatchPublisher
+from feeds.providers.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +38,28 @@ def fanout_hub_get() -> FanoutHub:
         del _hubs[old_loop]
     hub = FanoutHub()
     tasks = [
-        loop.create_task(hub.run(get_channel_layer(), group=TICKS_GROUP), name="fanout hub"),
+        loop.create_task(_receive_forever(hub), name="fanout hub"),
         loop.create_task(hub.sweep(), name="fanout sweep"),
     ]
     _hubs[loop] = (hub, tasks)
     l1_register("fanout", hub.l1)  # snapshots read this process's latest values first
     logger.info("fan-out hub started (group %s)", TICKS_GROUP)
     return hub
+
+
+async def _receive_forever(hub: FanoutHub) -> None:
+    """The hub's receive loop, started again after the channel layer fails (Redis down at
+    start, a dropped connection): clients keep their subscriptions and get ticks again."""
+    backoff = Backoff(base=0.2, cap=5.0)
+    while True:
+        try:
+            await hub.run(get_channel_layer(), group=TICKS_GROUP)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            delay = backoff.next_delay()
+            logger.exception("fan-out hub: channel layer failed; again in %.1f s", delay)
+            await asyncio.sleep(delay)
 
 
 async def fanout_hub_stop() -> None:

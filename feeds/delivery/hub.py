@@ -28,7 +28,7 @@ import orjson
 
 from feeds.delivery.flow import SendGate
 from feeds.delivery.protocol import Mode, Rendered, update_message
-from feeds.delivery.queue import ConflatingQueue
+from feeds.delivery.queue import ConflatingQueue, QueueFull
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class ClientFeed:
         self.min_interval = 1.0 / updates_per_second if updates_per_second > 0 else 0.0
         self.messages_sent = 0
         self.items_sent = 0
+        self.dropped = 0
         self.closed = False
         self._wake = asyncio.Event()
         self._holds = 0
@@ -137,7 +138,11 @@ class ClientFeed:
         if sub is None:
             return
         sub.seq += 1
-        self.queue.put(rendered.key, (sub.seq, rendered.fragment(sub.mode)), now)
+        try:
+            self.queue.put(rendered.key, (sub.seq, rendered.fragment(sub.mode)), now)
+        except QueueFull:  # only if the limit was lowered under a live connection
+            self.dropped += 1
+            return
         self._wake.set()
 
     # --- subscriptions ---------------------------------------------------------------------

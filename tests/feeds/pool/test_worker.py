@@ -205,7 +205,7 @@ async def test_failover_moves_symbols_within_two_seconds_and_back(sims, fault) -
         t1 = time.time_ns()
         await until(
             lambda: all(worker.latest.get(k, "fyers").recv_ns > t1 for k in affected),
-            5,
+            10,  # 2 ticks/s each: in 5 s one of 200 symbols stays quiet about 1% of the time
             "ticks from home",
         )
 
