@@ -10,6 +10,7 @@ No Django: the worker and the web processes hand in their ``redis.asyncio`` clie
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterable
 from typing import Any
 
@@ -17,6 +18,8 @@ import orjson
 import redis.asyncio as aioredis
 
 from feeds.providers.ticks import Tick
+
+MAX_TRACKED = 500_000  # instruments whose expiry refresh is remembered; past it, start over
 
 # Everything a client may be shown, in the tick's own integer-at-scale form.
 RECORD_FIELDS = (
@@ -46,6 +49,7 @@ class RedisLatestStore:
         self.client = client
         self.prefix = prefix
         self.ttl_ms = max(1, round(ttl * 1000))
+        self._expiry_set: dict[str, float] = {}  # key -> when its expiry was last refreshed
 
     async def write(self, ticks: Iterable[Tick]) -> int:
         """Store the latest of ``ticks`` per (instrument, provider); one round trip."""
@@ -73,11 +77,19 @@ class RedisLatestStore:
     async def _store(self, by_key: dict[str, dict[str, bytes]]) -> None:
         if not by_key:
             return
+        now = time.monotonic()
+        # The expiry only has to outlive the gaps between writes: refreshing it on every
+        # write doubled the commands per flush for nothing.
+        refresh_before = now - self.ttl_ms / 4000
+        if len(self._expiry_set) > MAX_TRACKED:
+            self._expiry_set.clear()
         async with self.client.pipeline(transaction=False) as pipe:
             for key, fields in by_key.items():
                 name = self.prefix + key
                 pipe.hset(name, mapping=fields)
-                pipe.pexpire(name, self.ttl_ms)
+                if self._expiry_set.get(key, 0.0) < refresh_before:
+                    pipe.pexpire(name, self.ttl_ms)
+                    self._expiry_set[key] = now
             await pipe.execute()
 
     async def read(self, keys: Collection[str]) -> dict[str, dict[str, dict[str, Any]]]:

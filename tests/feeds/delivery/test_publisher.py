@@ -119,3 +119,24 @@ async def test_l2_is_written_in_the_same_flush(redis_url: str) -> None:
     await publisher.close()
     await client.delete("test:pub:l2:NSE:A")
     await client.aclose()
+
+
+async def test_a_slow_l2_write_never_holds_the_batches() -> None:
+    class SlowStore:
+        def __init__(self) -> None:
+            self.writes: list[int] = []
+
+        async def write_records(self, records: list[dict]) -> int:
+            await asyncio.sleep(0.1)  # a Redis round trip gone slow
+            self.writes.append(len(records))
+            return len(records)
+
+    sink = Sink()
+    store = SlowStore()
+    publisher = BatchPublisher(send=sink.send, store=store, flush_interval=0.005)  # type: ignore[arg-type]
+    for i in range(20):
+        publisher.offer([tick(f"K{i}", i)])
+        await asyncio.sleep(0.01)
+    assert len(sink.batches) >= 15  # one per tick, on time, while L2 lags behind
+    await publisher.close()
+    assert sum(store.writes) <= 20 and len(store.writes) <= 4  # conflated into few writes
