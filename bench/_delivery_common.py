@@ -14,6 +14,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import _hub  # bench/ is on sys.path for every script that imports this module
+
 PREFIX = "NSE:BENCH"  # bench/_hub.py's generated instruments: NSE:BENCH00000, ...
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -60,14 +62,7 @@ def proc_cpu_seconds(pid: int) -> float:
 
 def proc_status_kb(pid: int | str, field: str) -> int:
     """A /proc/<pid>/status figure in kB (VmRSS, VmHWM); 0 if gone."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return _hub.proc_status_kb(field, pid=pid)
 
 
 def machine_cpu() -> tuple[float, float]:

@@ -46,10 +46,11 @@ BENCH_PREFIX = "NSE:BENCH"
 # --- process figures ------------------------------------------------------------------------
 
 
-def proc_status_kb(field: str) -> int:
-    """A ``/proc/self/status`` figure in kB (VmRSS, VmHWM); 0 where /proc is missing."""
+def proc_status_kb(field: str, pid: int | str = "self") -> int:
+    """A ``/proc/<pid>/status`` figure in kB (VmRSS, VmHWM); 0 where /proc or the process
+    is missing."""
     try:
-        with open("/proc/self/status") as status:
+        with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith(field + ":"):
                     return int(line.split()[1])
