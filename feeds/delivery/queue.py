@@ -77,8 +77,12 @@ class ConflatingQueue(Generic[M]):
         conflated, self._conflated = self._conflated, 0
         oldest = min((queued for _, queued in pending.values()), default=now)
         self.sent_total += len(pending)
-        self._behind_since = None
-        return Batch([m for m, _ in pending.values()], conflated, max(0.0, now - oldest))
+        age = max(0.0, now - oldest)
+        if age <= self.max_lag:
+            # Caught up. A stale batch does not count: a client that reads a little now
+            # and then, but never catches up, is still behind.
+            self._behind_since = None
+        return Batch([m for m, _ in pending.values()], conflated, age)
 
     def lag(self, now: float) -> float:
         """Age of the oldest pending update (0 when nothing is pending)."""
@@ -89,8 +93,8 @@ class ConflatingQueue(Generic[M]):
     def too_slow(self, now: float) -> bool:
         """True once the client has been more than ``max_lag`` behind for ``patience``.
 
-        Call it periodically (the consumer's writer does, each time it checks the socket);
-        any ``take`` resets the clock."""
+        Call it periodically (the hub's sweep does); a ``take`` of a batch no older than
+        ``max_lag`` resets the clock."""
         if self.lag(now) <= self.max_lag:
             self._behind_since = None
             return False

@@ -125,28 +125,38 @@ async def test_slow_client_is_conflated_then_closed_and_nobody_else_notices(serv
                     fast_gaps.append(now - last)
                 last = now
 
+    conflated, seqs, closing, jumps = 0, {}, None, 0
+
+    def note(message: dict) -> None:
+        nonlocal conflated, closing, jumps
+        if message["type"] == "update":
+            conflated += message["conflated"]
+            for item in message["data"]:
+                jumps += item["seq"] - seqs.get(item["symbol"], 0) > 1
+                seqs[item["symbol"]] = item["seq"]
+        elif message["type"] == "closing":
+            closing = message
+
     readers = [asyncio.create_task(fast_reader()) for _ in range(2)]
     await asyncio.sleep(1.0)
     rss_before = _rss_mb(pid)
-    # Behind by MAX_LAG, for PATIENCE, after the buffers filled: closed within 7.5 s.
-    await asyncio.sleep(MAX_LAG + PATIENCE + 5)
+    # First the slow client reads rarely: three messages a second, far less than it is
+    # sent. It is conflated: fewer, newer values. Reading, it is not "too far behind".
+    for _ in range(4):
+        await asyncio.sleep(1.0)
+        for _ in range(3):
+            note(orjson.loads(await slow.recv()))
+    assert closing is None
+    # Then it stops reading: behind by MAX_LAG for PATIENCE, closed within 6 s.
+    await asyncio.sleep(MAX_LAG + PATIENCE + 3.5)
     rss_after = _rss_mb(pid)
     stop.set()
 
-    # Now the slow client reads what was buffered for it: conflated updates, then the close.
-    conflated, seqs, closing = 0, {}, None
-    jumps = 0
+    # Now it reads everything that was buffered for it, up to the close.
     with pytest.raises(websockets.ConnectionClosed) as closed:
         async with asyncio.timeout(30):
             while True:
-                message = orjson.loads(await slow.recv())
-                if message["type"] == "update":
-                    conflated += message["conflated"]
-                    for item in message["data"]:
-                        jumps += item["seq"] - seqs.get(item["symbol"], 0) > 1
-                        seqs[item["symbol"]] = item["seq"]
-                elif message["type"] == "closing":
-                    closing = message
+                note(orjson.loads(await slow.recv()))
     for reader in readers:
         reader.cancel()
     await asyncio.gather(*readers, return_exceptions=True)

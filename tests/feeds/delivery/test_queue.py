@@ -57,12 +57,25 @@ def test_a_client_behind_for_longer_than_its_patience_is_too_slow(checks, slow) 
     assert q.too_slow(checks[-1][0]) is slow
 
 
-def test_taking_resets_the_slow_clock() -> None:
+def test_taking_a_fresh_batch_resets_the_slow_clock() -> None:
     q: ConflatingQueue[int] = ConflatingQueue(capacity=5, max_lag=2.0, patience=10.0)
     q.put("A", 1, now=0.0)
     assert not q.too_slow(5.0)  # behind since 5.0
-    q.take(now=6.0)
+    q.put("B", 1, now=5.5)
+    q.take(now=6.0)  # its oldest value waited 6 s: still behind
     q.put("A", 2, now=6.0)
+    assert not q.too_slow(9.0)
+    assert q.too_slow(15.0)  # behind since 5.0, through the stale take
+
+
+def test_a_client_that_catches_up_starts_over() -> None:
+    q: ConflatingQueue[int] = ConflatingQueue(capacity=5, max_lag=2.0, patience=10.0)
+    q.put("A", 1, now=0.0)
+    assert not q.too_slow(5.0)  # behind since 5.0
+    assert q.take(now=6.0).oldest_age == 6.0
+    q.put("A", 2, now=7.0)
+    q.take(now=7.5)  # fresh: caught up
+    q.put("A", 3, now=8.0)
     assert not q.too_slow(15.0)  # behind again since 15.0, not 5.0
     assert q.too_slow(25.0)
 
