@@ -27,7 +27,6 @@ from feeds.delivery.protocol import (
     ErrorCode,
     ProtocolError,
     Request,
-    error_message,
     message,
     request_parse,
     snapshot_item,
@@ -163,9 +162,12 @@ class MarketDataConsumer(AsyncWebsocketConsumer):
             await self.send(exc.render())
         except Exception:
             logger.exception("market API: request failed")
-            await self.send(error_message(ErrorCode.INTERNAL_ERROR, "the hub failed on this "
-                                          "request; nothing else is affected",
-                                          request_id=request_id))  # fmt: skip
+            failure = ProtocolError(
+                ErrorCode.INTERNAL_ERROR,
+                "the hub failed on this request; nothing else is affected",
+                request_id=request_id,
+            )
+            await self.send(failure.render())
 
     async def handle(self, request: Request) -> None:
         if request.action is Action.PING:

@@ -21,6 +21,7 @@ from feeds.cache.l2 import RedisLatestStore
 from feeds.delivery.hub import BATCH_TYPE, TICKS_GROUP, FanoutHub
 from feeds.delivery.publisher import BatchPublisher
 from feeds.providers.backoff import Backoff
+from feeds.services import last_ticks_record
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +75,6 @@ async def fanout_hub_stop() -> None:
 
 
 def _persist(latest: dict[str, tuple[str, dict[str, Any]]]) -> int:
-    from feeds.services import last_ticks_record
-
     close_old_connections()
     return last_ticks_record(latest=latest)
 

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from feeds.providers.ticks import Tick
 
+_ADDRESS = ("key", "provider")  # where a batch record goes, not part of the stored value
 MAX_TRACKED = 500_000  # instruments whose expiry refresh is remembered; past it, start over
 
 # Everything a client may be shown, in the tick's own integer-at-scale form.
@@ -53,26 +54,29 @@ class RedisLatestStore:
 
     async def write(self, ticks: Iterable[Tick]) -> int:
         """Store the latest of ``ticks`` per (instrument, provider); one round trip."""
-        latest: dict[tuple[str, str], Tick] = {}
-        for tick in ticks:
-            if tick.instrument:  # an unmapped symbol has no canonical key to store under
-                latest[(tick.instrument, str(tick.provider))] = tick
-        if not latest:
-            return 0
-        by_key: dict[str, dict[str, bytes]] = {}
-        for (key, provider), tick in latest.items():
-            by_key.setdefault(key, {})[provider] = orjson.dumps(tick_record(tick))
-        await self._store(by_key)
-        return len(latest)
+        # An unmapped symbol has no canonical key to store under.
+        return await self._put(
+            (t.instrument, str(t.provider), tick_record(t)) for t in ticks if t.instrument
+        )
 
     async def write_records(self, records: Iterable[dict[str, Any]]) -> int:
         """Store already-made records carrying ``key`` and ``provider`` (the publisher's
-        batch records); the latest per pair wins. One round trip."""
-        by_key: dict[str, dict[str, bytes]] = {}
-        for record in records:
-            by_key.setdefault(record["key"], {})[record["provider"]] = orjson.dumps(record)
+        batch records, stored as ``write`` stores ticks); the latest per pair wins."""
+        return await self._put(
+            (r["key"], r["provider"], {k: v for k, v in r.items() if k not in _ADDRESS})
+            for r in records
+        )
+
+    async def _put(self, entries: Iterable[tuple[str, str, dict[str, Any]]]) -> int:
+        latest: dict[str, dict[str, dict[str, Any]]] = {}
+        for key, provider, record in entries:
+            latest.setdefault(key, {})[provider] = record
+        by_key = {
+            key: {provider: orjson.dumps(record) for provider, record in fields.items()}
+            for key, fields in latest.items()
+        }
         await self._store(by_key)
-        return sum(len(f) for f in by_key.values())
+        return sum(len(fields) for fields in by_key.values())
 
     async def _store(self, by_key: dict[str, dict[str, bytes]]) -> None:
         if not by_key:

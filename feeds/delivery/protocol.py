@@ -68,10 +68,12 @@ class ProtocolError(Exception):
         self.retry_after = retry_after
 
     def render(self) -> str:
-        return error_message(
-            self.code, self.message, request_id=self.request_id, symbols=self.symbols,
-            retry_after=self.retry_after,
-        )  # fmt: skip
+        fields: dict[str, Any] = {"code": self.code.value, "message": self.message}
+        if self.symbols is not None:
+            fields["symbols"] = self.symbols
+        if self.retry_after is not None:
+            fields["retry_after"] = round(self.retry_after, 3)
+        return message("error", self.request_id, **fields)
 
 
 class Action(StrEnum):
@@ -188,22 +190,6 @@ def message(type_: str, request_id: Any = None, **fields: Any) -> str:
         body["id"] = request_id
     body.update(fields)
     return _dumps(body)
-
-
-def error_message(
-    code: ErrorCode,
-    text: str,
-    *,
-    request_id: Any = None,
-    symbols: Sequence[str] | None = None,
-    retry_after: float | None = None,
-) -> str:
-    fields: dict[str, Any] = {"code": code.value, "message": text}
-    if symbols is not None:
-        fields["symbols"] = list(symbols)
-    if retry_after is not None:
-        fields["retry_after"] = round(retry_after, 3)
-    return message("error", request_id, **fields)
 
 
 _QUOTE_PRICES = ("open", "high", "low", "atp", "bid", "ask", "lower_circuit", "upper_circuit")
