@@ -259,6 +259,30 @@ DELIVERY = {
     "CLIENT_PATIENCE": env.float("MDHUB_CLIENT_PATIENCE", default=10.0),
 }
 
+# --- Validation ------------------------------------------------------------------------------
+
+VALIDATION = {
+    # Cross-source: the two providers disagreeing by more than this is a discrepancy (the
+    # design's 1 %); a symbol's own threshold in the admin overrides it.
+    "DISCREPANCY_BPS": env.float("MDHUB_DISCREPANCY_BPS", default=100.0),
+    # "exchange": NSE/BSE/MCX hours in IST (pre-open relaxations, no staleness alarms while
+    # closed). "always": the embedded simulators trade around the clock.
+    "MARKET_HOURS": env.str(
+        "MDHUB_MARKET_HOURS", default="always" if FEEDS["SIMULATORS"] else "exchange"
+    ),
+    # Exchange holidays (YYYY-MM-DD, comma-separated): closed all day.
+    "HOLIDAYS": env.list("MDHUB_HOLIDAYS", default=[]),
+    # The accuracy target: a symbol whose providers agree less often is escalated.
+    "ACCURACY_TARGET": env.float("MDHUB_ACCURACY_TARGET", default=0.995),
+    "MIN_COMPARISONS": env.int("MDHUB_ACCURACY_MIN_COMPARISONS", default=200),
+    # A check quiet this long closes its incident (one ValidationOutcome row per incident).
+    "INCIDENT_QUIET": env.float("MDHUB_INCIDENT_QUIET_SECONDS", default=5.0),
+    # How often the worker stores incidents and counts, and re-reads the symbols' settings.
+    "RECORD_INTERVAL": env.float("MDHUB_VALIDATION_RECORD_SECONDS", default=5.0),
+    # REST re-checks of flagged prices of critical symbols, per second (REST budgets are small).
+    "RECHECK_PER_SECOND": env.float("MDHUB_RECHECK_PER_SECOND", default=2.0),
+}
+
 # --- Instrument masters ---------------------------------------------------------------------
 
 # Loaded by `setup_hub` on first run of the embedded default.

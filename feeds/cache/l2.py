@@ -34,6 +34,10 @@ RECORD_FIELDS = (
 def tick_record(tick: Tick) -> dict[str, Any]:
     """The fields a tick carries (None left out), depth as [price, qty, orders] lists."""
     record = {name: value for name in RECORD_FIELDS if (value := getattr(tick, name)) is not None}
+    if tick.flags:  # validation's verdict: the checks it failed, and tier 2's chosen price
+        record["flags"] = tick.flags
+        if tick.consensus is not None:
+            record["consensus"] = tick.consensus
     if tick.connection:
         record["connection"] = tick.connection
     if tick.bids is not None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from validation.checks import check_names
+
 MAX_SYMBOLS_PER_REQUEST = 1000
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_ID_LENGTH = 64
@@ -209,6 +211,12 @@ def item_render(key: str, provider: str, record: Mapping[str, Any], mode: Mode) 
             item[name] = value
     if (recv_ns := record.get("recv_ns")) is not None:
         item["recv_ts"] = recv_ns / 1_000_000
+    flags = record.get("flags")
+    item["suspect"] = bool(flags)
+    if flags:
+        item["checks"] = list(check_names(flags))
+        if (consensus := record.get("consensus")) is not None:
+            item["consensus"] = consensus / divisor
     close = record.get("prev_close")
     if close is not None:
         item["close"] = close / divisor

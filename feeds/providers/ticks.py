@@ -68,6 +68,8 @@ class Tick:
     vega: float | None = None
     rho: float | None = None
     connection: str = ""  # the socket that delivered it ("fyers:primary:3"), set by the client
+    flags: int = 0  # validation.checks.Check bits: the checks this tick failed (0: clean)
+    consensus: int | None = None  # tier 2's chosen price, same scale, when the sources disagree
 
     @classmethod
     def bare(cls, provider: ProviderName, symbol: str, ltp: int, scale: int, recv_ns: int) -> Tick:

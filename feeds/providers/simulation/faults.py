@@ -213,8 +213,9 @@ class FaultInjector:
             case DataFault.NEGATIVE:
                 bad.ltp = -quote.ltp
             case DataFault.OFF_GRID:
-                if tick < 2:
-                    return None  # a 1-unit grid has no in-between at this scale
+                if tick < 2 or inst.is_index:
+                    # A 1-unit grid has no in-between; an index is computed, it has no grid.
+                    return None
                 bad.ltp = quote.ltp + tick // 2
             case DataFault.OUT_OF_BAND:
                 limit = quote.upper_circuit if quote.upper_circuit is not None else quote.high

@@ -17,6 +17,7 @@ from feeds.delivery.protocol import (
     snapshot_item,
     update_message,
 )
+from validation.checks import Check
 
 RECORD = {
     "ltp": 81235, "scale": 2, "recv_ns": 1_764_052_800_128_200_000, "exchange_ts": 1764052800127,
@@ -87,8 +88,17 @@ def test_ltp_item_has_exact_prices_change_and_times() -> None:
     assert item == {
         "symbol": "NSE:SBIN", "provider": "fyers", "ltp": 812.35, "ltq": 10,
         "ltt": 1764052800100, "exchange_ts": 1764052800127, "recv_ts": 1764052800128.2,
-        "close": 800.0, "change": 12.35, "change_pct": 1.54,
+        "suspect": False, "close": 800.0, "change": 12.35, "change_pct": 1.54,
     }  # fmt: skip
+
+
+def test_a_flagged_tick_is_suspect_with_its_checks_and_the_consensus_price() -> None:
+    flags = int(Check.JUMP | Check.DISCREPANCY)
+    item = item_render("NSE:SBIN", "fyers", {**RECORD, "flags": flags, "consensus": 81240},
+                       Mode.LTP)  # fmt: skip
+    assert item["suspect"] is True
+    assert item["checks"] == ["jump", "discrepancy"]
+    assert item["consensus"] == 812.4 and item["ltp"] == 812.35  # the tick's own price stays
 
 
 def test_quote_adds_book_top_and_session_fields_and_depth_adds_levels() -> None:
@@ -103,7 +113,7 @@ def test_quote_adds_book_top_and_session_fields_and_depth_adds_levels() -> None:
 
 def test_missing_fields_are_left_out_not_null() -> None:
     item = item_render("NSE:X", "upstox", {"ltp": 5, "scale": 2}, Mode.QUOTE)
-    assert item == {"symbol": "NSE:X", "provider": "upstox", "ltp": 0.05}
+    assert item == {"symbol": "NSE:X", "provider": "upstox", "ltp": 0.05, "suspect": False}
 
 
 def test_update_message_splices_each_clients_seq_into_one_rendering() -> None:
