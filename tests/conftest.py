@@ -8,12 +8,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,3 +141,26 @@ def simulator_env(described: dict[str, Any]) -> dict[str, str]:
         "FYERS_ACCESS_TOKEN": described["fyers"]["token"],
         "UPSTOX_ACCESS_TOKEN": described["upstox"]["token"],
     }
+
+
+@pytest.fixture
+async def sims(sample_import, settings, monkeypatch) -> AsyncIterator[Any]:
+    """Both simulators over the sample instruments, on real sockets, with the settings and
+    token variables pointed at them."""
+    from feeds import services
+    from feeds.providers.simulation.run import start_simulators
+    from tests.feeds.live import universe
+
+    await sync_to_async(services.provider_accounts_ensure_defaults)()
+    sims = await start_simulators(
+        await sync_to_async(universe)(), seed=3, ticks_per_second=2, step_interval=0.05
+    )
+    described = sims.describe("127.0.0.1")
+    settings.FYERS = {**settings.FYERS, "API_URL": described["fyers"]["api_url"],
+                      "SOCKET_URL": described["fyers"]["socket_url"]}  # fmt: skip
+    settings.UPSTOX = {**settings.UPSTOX, "API_URL": described["upstox"]["api_url"],
+                       "FEED_URL": described["upstox"]["feed_url"]}  # fmt: skip
+    monkeypatch.setenv("FYERS_ACCESS_TOKEN", described["fyers"]["token"])
+    monkeypatch.setenv("UPSTOX_ACCESS_TOKEN", described["upstox"]["token"])
+    yield sims
+    await sims.stop()

@@ -3,9 +3,10 @@
 ``Validator.__call__`` is the feed worker's ``validate`` hook. It runs tier 1 and tier 2's
 inline marks on each tick (the flags go out with the tick) and queues the tick for the
 deferred stage; it never waits for anything. The deferred stage (``run``, a task on the
-worker's loop) works in slices of ``slice_seconds`` and yields between them, so a slow deep
-check costs the socket reads at most one slice; if it falls behind, the oldest queued ticks
-are dropped and counted, never the delivery.
+worker's loop) works in slices of ``slice_seconds`` and, while behind, takes at most
+``deferred_share`` of the loop's time, so a slow deep check costs the socket reads at most
+one slice at a time; if it stays behind, the oldest queued ticks are dropped and counted,
+never the delivery.
 
 Which tiers run is chosen per symbol: high-frequency symbols tier 1 only, critical ones all
 three, the others tiers 1-2 (``InstrumentSpec.tier``); an escalation raises a symbol to the
@@ -48,6 +49,10 @@ Recheck = Callable[[list[str]], Awaitable[dict[str, tuple[int, int]]]]
 class ValidatorConfig:
     max_pending: int = 200_000  # ticks queued for the deferred stage; beyond it, oldest go
     slice_seconds: float = 0.002  # longest the deferred stage holds the loop at once
+    # Most of the loop's time the deferred stage may take while behind: after a slice it
+    # sleeps in proportion, so the socket reads, the publisher and a hub in the same process
+    # always get the rest. Behind for good, it sheds the oldest ticks instead.
+    deferred_share: float = 0.5
     batch_budget: float = 0.050  # tier 3's budget per batch (the design's 50 ms)
     sweep_interval: float = 1.0  # incidents closed, stale symbols and escalations found
     recheck_per_second: float = 2.0  # REST re-checks (the providers' REST budgets are small)
@@ -393,9 +398,13 @@ class Validator:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.config.sweep_interval)
                 self._wake.clear()
+                share = self.config.deferred_share
                 while self.pending and not stop.is_set():
+                    started = time.perf_counter()
                     self.process(budget=self.config.slice_seconds)
-                    await asyncio.sleep(0)  # the socket reads go first
+                    spent = time.perf_counter() - started
+                    # The socket reads go first; a stage that is behind takes at most its share.
+                    await asyncio.sleep(spent * (1 - share) / share if self.pending else 0)
                 now = self.clock()
                 if now - self._last_sweep >= self.config.sweep_interval * 1e9:
                     self._last_sweep = now

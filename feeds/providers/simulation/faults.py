@@ -247,8 +247,17 @@ class FaultInjector:
                 bad.volume = quote.volume // 2
                 detail = f"volume {quote.volume} -> {bad.volume}"
             case DataFault.DIVERGENCE:
+                # A provider quoting off the market consistently: last, book and day range
+                # all offset, so only another source can tell.
                 size = rule.magnitude or 0.02
-                bad.ltp = max(tick, round(quote.ltp * (1 + size) / tick) * tick)
+
+                def moved(price: int) -> int:
+                    return max(tick, round(price * (1 + size) / tick) * tick)
+
+                bad.ltp = moved(quote.ltp)
+                bad.high, bad.low = moved(quote.high), moved(quote.low)
+                if quote.bid and quote.ask:
+                    bad.bid, bad.ask = moved(quote.bid), moved(quote.ask)
                 detail = f"{size:+.1%}"
             case DataFault.LAG:
                 delay = rule.magnitude or 2.0

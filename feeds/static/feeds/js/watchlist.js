@@ -80,8 +80,15 @@
     if (received !== null) row.receivedAt = received;
     // A snapshot may be the last persisted value (market closed, hub restarted): say so.
     row.element.classList.toggle("stale", meta.type === "snapshot" && item.stale === true);
+    // A value that failed a check is shown marked, with the checks and any consensus price.
+    const suspect = item.suspect === true;
+    row.element.classList.toggle("suspect", suspect);
     if (meta.type === "snapshot" && item.source === null) {
       cells.note.textContent = "no value yet: waiting for the first tick";
+    } else if (suspect) {
+      const consensus = ui.isNumber(item.consensus)
+        ? `; consensus ${ui.formatPrice(item.consensus, row.decimals)}` : "";
+      cells.note.textContent = `suspect: ${(item.checks || []).join(", ")}${consensus}`;
     } else if (ui.isNumber(item.ltp)) {
       cells.note.textContent = "";
     }
