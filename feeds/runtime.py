@@ -34,6 +34,7 @@ from feeds.providers.simulation.universe import sim_instrument_from
 from feeds.selectors import instruments_for_simulation, pool_inputs_get
 from feeds.services import placement_issues_record, pool_assignments_record
 from monitoring.services import connection_health_record
+from validation.runtime import validator_build, validator_running
 
 logger = logging.getLogger(__name__)
 
@@ -146,20 +147,27 @@ async def embedded_simulators_start() -> SimulatorSet:
 async def feed_worker_running(
     *, config: WorkerConfig | None = None, stop: asyncio.Event | None = None
 ) -> AsyncIterator[FeedWorker]:
-    """A worker running on this loop with its publisher (channel layer, L2, L4) and its L1
-    registered, until the block ends. ``stop`` is set if the worker ends on its own."""
+    """A worker running on this loop with its validator, its publisher (channel layer, L2, L4)
+    and its L1 registered, until the block ends. ``stop`` is set if the worker ends on its
+    own."""
     publisher = batch_publisher_build()
-    worker = feed_worker_build(config=config, publish=publisher.offer)
+    validator = validator_build(republish=publisher.offer)
+    worker = feed_worker_build(config=config, validate=validator, publish=publisher.offer)
+    validator.latest = worker.latest.get  # a late verdict is re-sent only on the latest tick
     l1_register("worker", latest_ticks_reader(worker.latest))
     publisher.start()
     stop = stop or asyncio.Event()
-    task = asyncio.get_running_loop().create_task(worker.run(stop), name=f"worker {worker.id}")
-    task.add_done_callback(lambda _: stop.set())  # its error is raised below, at ``await``
     try:
-        yield worker
+        async with validator_running(validator):
+            loop = asyncio.get_running_loop()
+            task = loop.create_task(worker.run(stop), name=f"worker {worker.id}")
+            task.add_done_callback(lambda _: stop.set())  # its error is raised at ``await``
+            try:
+                yield worker
+            finally:
+                stop.set()
+                await task
     finally:
-        stop.set()
-        await task
         await publisher.close()
         l1_unregister("worker")
         if publisher.store is not None:

@@ -220,6 +220,13 @@ class AccuracyTracker:
         self.closed.append(incident)
         return Escalation(key=key, tier=ValidationTier.DEEP, preferred=preferred, reason=reason)
 
+    def escalation_cleared(self, key: str) -> None:
+        counts = self.symbols.get(key)
+        if counts is not None:
+            counts.escalated, counts.preferred, counts.reason = False, "", ""
+            counts.comparisons = counts.agreements = 0
+            counts.lost.clear()
+
     def restore(self, key: str, *, preferred: str, reason: str) -> None:
         """An escalation recorded earlier (a restart): keep it without recording it again."""
         counts = self.symbols.setdefault(key, SymbolCounts())

@@ -82,8 +82,11 @@ class _Deep:
 
     __slots__ = ("mad", "trimmed")
 
-    def __init__(self, grid: int) -> None:
-        self.trimmed = TrimmedFilter(tick=grid)
+    def __init__(self, grid: int, price: int) -> None:
+        # The granularity term: three ticks, but never under 20 bps of the price, so a
+        # window that sat still (std ~ 0) does not call an ordinary move an outlier.
+        ticks = max(3.0, 0.002 * price / grid)
+        self.trimmed = TrimmedFilter(tick=grid, granularity_ticks=ticks)
         self.mad: MadFilter[Tick] = MadFilter(tick=grid)
 
 
@@ -127,8 +130,8 @@ class Validator:
 
     def set_specs(self, specs: dict[str, InstrumentSpec]) -> None:
         self.tier1.set_specs(specs)
-        self.tier2.threshold_bps = lambda key: s.discrepancy_bps if (s := specs.get(key)) else None
-        self.tier2.grid = self._grid
+        self._specs = dict(specs)
+        self._grids.clear()
         carried = set(specs)
         self.tier2.forget(carried)
         self.tracker.forget(carried)
@@ -138,6 +141,14 @@ class Validator:
 
     def escalate(self, escalation: Escalation) -> None:
         self.overrides[escalation.key] = escalation
+
+    def escalations_sync(self, recorded: list[Escalation]) -> None:
+        """Follow the escalations as stored: one an operator cleared is dropped, and the
+        symbol's agreement is measured afresh (else it would escalate again at once)."""
+        keep = {e.key for e in recorded} | {e.key for e in self.escalations}  # not stored yet
+        for key in [k for k in self.overrides if k not in keep]:
+            del self.overrides[key]
+            self.tracker.escalation_cleared(key)
 
     def _preferred(self, key: str) -> str | None:
         escalation = self.overrides.get(key)
@@ -247,6 +258,13 @@ class Validator:
         if comparison.loser == tick.provider:
             tick.flags |= Check.DISCREPANCY
             tick.consensus = comparison.consensus
+        elif (earlier := comparison.loser_tick) is not None:
+            # The other side's tick of that moment went out before this one arrived: its
+            # verdict is a late one.
+            series = self.tier1.series.get(earlier.symbol)
+            if series is not None and not earlier.flags & Check.DISCREPANCY:
+                earlier.consensus = comparison.consensus
+                self._late_flag(series, earlier, Check.DISCREPANCY, reference=0, incident=False)
         self.tracker.incident(
             key=comparison.key,
             provider="",
@@ -266,7 +284,8 @@ class Validator:
     def _deep_checks(self, series: Series, tick: Tick) -> None:
         deep = self.deep.get(tick.symbol)
         if deep is None:
-            deep = self.deep[tick.symbol] = _Deep(series.grid or 1)
+            reference = series.good if series.good is not None else tick.ltp
+            deep = self.deep[tick.symbol] = _Deep(series.grid or 1, max(1, reference))
         if tick.flags & (Check.NOT_POSITIVE | Check.DUPLICATE | Check.TIME_BACKWARDS):
             return  # already known bad, or no news: keep it out of the windows
         verdict = deep.trimmed.check(tick.ltp)
@@ -276,7 +295,9 @@ class Validator:
             if late.outlier:
                 self._late_flag(series, late.token, Check.OUTLIER_MAD, reference=late.median_before)
 
-    def _late_flag(self, series: Series, tick: Tick, check: Check, *, reference: float) -> None:
+    def _late_flag(
+        self, series: Series, tick: Tick, check: Check, *, reference: float, incident: bool = True
+    ) -> None:
         """A verdict on a tick processed earlier: count it, record it, republish if latest."""
         if tick.flags & check:
             return
@@ -284,7 +305,8 @@ class Validator:
         tick.flags |= check
         self.stats.late_verdicts += 1
         self.tracker.flag_added(tick.instrument, before=before, check=check)
-        self._incidents(series, tick, int(check), reference=round(reference))
+        if incident:
+            self._incidents(series, tick, int(check), reference=round(reference))
         self._republish(tick)
 
     def _incidents(

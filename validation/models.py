@@ -1,16 +1,19 @@
-"""Validation incidents and accuracy audits.
+"""Validation incidents, per-symbol accuracy and accuracy audits.
 
 The accuracy tracker keeps running counts in memory and writes a ``ValidationOutcome`` per
-incident (a run of flagged ticks for one instrument and check), never a row per tick.
+incident (a run of flagged ticks for one instrument and check), never a row per tick; its
+counts are added to the symbol's ``SymbolValidation`` row in batches.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from feeds.models import Instrument, Provider
+from feeds.models import Instrument, Provider, Tier
+from validation.checks import ValidationTier
 
 
 class CheckName(models.TextChoices):
@@ -130,3 +133,105 @@ class AccuracyAudit(models.Model):
         if not self.compared:
             return None
         return (Decimal(self.matched) * 100 / Decimal(self.compared)).quantize(Decimal("0.01"))
+
+
+class ValidationTierChoice(models.IntegerChoices):
+    """``validation.checks.ValidationTier`` for forms and the database (same values)."""
+
+    FAST = ValidationTier.FAST, "Fast (tier 1)"
+    CROSS = ValidationTier.CROSS, "Cross-source (tiers 1-2)"
+    DEEP = ValidationTier.DEEP, "Deep (tiers 1-3)"
+
+
+# The validation tier an instrument's (pool) tier implies when no override is set. Critical
+# symbols are carried by both providers and checked deepest; high-frequency ones only get
+# the constant-time checks, so that their volume never queues behind tiers 2-3.
+TIER_BY_INSTRUMENT_TIER: dict[str, ValidationTier] = {
+    Tier.CRITICAL: ValidationTier.DEEP,
+    Tier.HIGH_FREQUENCY: ValidationTier.FAST,
+    Tier.STANDARD: ValidationTier.CROSS,
+    Tier.LOW_FREQUENCY: ValidationTier.CROSS,
+}
+
+
+def validation_tier_of(
+    *, instrument_tier: str, override: int | None = None, escalated: bool = False
+) -> ValidationTier:
+    """The tier a symbol is validated at: the operator's override, else the deep tier when
+    escalated, else what the instrument's tier implies."""
+    if override is not None:
+        return ValidationTier(override)
+    if escalated:
+        return ValidationTier.DEEP
+    return TIER_BY_INSTRUMENT_TIER.get(instrument_tier, ValidationTier.CROSS)
+
+
+class SymbolValidation(models.Model):
+    """One instrument's validation settings (set by operators) and running accuracy (added
+    to by the feed workers; never edited by hand)."""
+
+    instrument = models.OneToOneField(
+        Instrument, on_delete=models.CASCADE, related_name="validation"
+    )
+
+    # Operator settings.
+    tier_override = models.PositiveSmallIntegerField(
+        "validation tier",
+        choices=ValidationTierChoice.choices,
+        null=True,
+        blank=True,
+        help_text="Blank: automatic (critical: deep, high frequency: fast, others: "
+        "cross-source; deep while escalated).",
+    )
+    discrepancy_bps = models.DecimalField(
+        "discrepancy threshold (bps)",
+        max_digits=8,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("10000"))],
+        help_text="Cross-source gap flagged as a discrepancy, in basis points (100 = 1 %). "
+        "Blank: the default.",
+    )
+
+    # Running counts, written by the feed workers.
+    ticks = models.PositiveBigIntegerField(default=0)
+    flagged = models.PositiveBigIntegerField(default=0)
+    by_check = models.JSONField(default=dict, blank=True, help_text="Flags per check.")
+    comparisons = models.PositiveBigIntegerField(default=0, help_text="Cross-source comparisons.")
+    agreements = models.PositiveBigIntegerField(
+        default=0, help_text="Comparisons within the threshold."
+    )
+    counting_since = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True, help_text="Last counts stored.")
+
+    # Escalation: agreement fell below the target; deep checks, the better provider preferred.
+    escalated = models.BooleanField(default=False, db_index=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    preferred_provider = models.CharField(max_length=16, choices=Provider.choices, blank=True)
+    escalation_reason = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "symbol accuracy"
+        verbose_name_plural = "symbol accuracy"
+
+    def __str__(self) -> str:
+        return str(self.instrument)
+
+    @property
+    def flagged_share(self) -> float | None:
+        """Flagged ticks over ticks seen; None before any tick."""
+        return self.flagged / self.ticks if self.ticks else None
+
+    @property
+    def agreement(self) -> float | None:
+        """Cross-source comparisons that agreed, over all; None before any comparison."""
+        return self.agreements / self.comparisons if self.comparisons else None
+
+    @property
+    def effective_tier(self) -> ValidationTier:
+        return validation_tier_of(
+            instrument_tier=self.instrument.tier,
+            override=self.tier_override,
+            escalated=self.escalated,
+        )

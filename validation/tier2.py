@@ -40,6 +40,7 @@ _DISCREPANCY = int(Check.DISCREPANCY)
 _LAG = int(Check.PROVIDER_LAG)
 _BAD_PRICE = int(PRICE_CHECKS) & ~_DISCREPANCY
 _HISTORY = 8  # recent prices kept per side to find the other's moment
+_WHOLE_SECONDS = frozenset({"fyers"})  # providers that stamp exchange time in whole seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ class Comparison:
     winner: str = ""  # when they disagree: the consensus side, the other, and why
     loser: str = ""
     reason: str = ""
+    loser_tick: Tick | None = None  # the loser's tick when it is the earlier one (sent already)
 
     @property
     def consensus(self) -> int | None:
@@ -80,11 +82,12 @@ class Comparison:
 
 
 class _Side:
-    __slots__ = ("ltp", "recv_ns", "scale", "ts")
+    __slots__ = ("coarse", "ltp", "recv_ns", "scale", "tick", "ts")
 
     def __init__(self, tick: Tick) -> None:
         self.ltp, self.scale, self.ts = tick.ltp, tick.scale, tick.exchange_ts
-        self.recv_ns = tick.recv_ns
+        self.recv_ns, self.tick = tick.recv_ns, tick
+        self.coarse = tick.provider in _WHOLE_SECONDS
 
 
 class _Pair:
@@ -242,7 +245,10 @@ class Tier2:
         won = side if winner == provider else match
         loser = other_name if winner == provider else provider
         pair.loser, pair.winner_price = loser, (won.ltp, won.scale)
-        return Comparison(agreed=False, winner=winner, loser=loser, reason=reason, **fields)
+        earlier = match.tick if loser == other_name else None
+        return Comparison(
+            agreed=False, winner=winner, loser=loser, reason=reason, loser_tick=earlier, **fields
+        )
 
     def _consensus(self, pair: _Pair, key: str, sides: dict[str, _Side]) -> tuple[str, str]:
         """The winning provider of two disagreeing sides, and why (module docstring)."""
@@ -281,21 +287,26 @@ def _rescaled(price: int, from_scale: int, to_scale: int) -> int:
 
 
 def _same_moment(side: _Side, other: deque[_Side]) -> _Side | None:
-    """The other side's latest price stamped in the same moment as ``side``: the same
-    millisecond, or the same whole second when either side stamps whole seconds."""
+    """The other side's price stamped in the same moment as ``side``: the same millisecond,
+    or, when either side stamps whole seconds, the one of that second received closest in
+    time (a second holds several prints; the nearest is the same trade most often)."""
     ts = side.ts
     assert ts is not None
+    best: _Side | None = None
     for candidate in reversed(other):
         theirs = candidate.ts
         if theirs is None:
             continue
         if theirs == ts:
             return candidate
-        if (ts % 1000 == 0 or theirs % 1000 == 0) and theirs // 1000 == ts // 1000:
-            return candidate
-        if theirs < ts - 1000:
-            return None  # older than any match could be
-    return None
+        if (side.coarse or candidate.coarse) and theirs // 1000 == ts // 1000:
+            if best is None or abs(candidate.recv_ns - side.recv_ns) < abs(
+                best.recv_ns - side.recv_ns
+            ):
+                best = candidate
+        elif theirs < ts - 1000:
+            break  # older than any match could be
+    return best
 
 
 def _at(side: _Side, scale: int) -> int:

@@ -242,3 +242,51 @@ def test_high_frequency_symbols_get_tier_1_only() -> None:
     v.flush()
     assert not any(t.flags for t in ticks)  # the deep filters would flag 82_000
     assert v.deep == {}
+
+
+def test_specs_set_later_carry_the_grid_and_the_per_type_threshold() -> None:
+    v = Validator()
+    v.set_specs({"NSE:OPT": InstrumentSpec(key="NSE:OPT", instrument_type="OPT", segment="FO",
+                                            tick_size=Decimal("0.05"))})  # fmt: skip
+    assert v.tier2.threshold_bps("NSE:OPT") == 300.0
+    assert v.tier2.grid("NSE:OPT", 2) == 5
+
+
+def test_the_earlier_tick_of_a_losing_provider_gets_its_verdict_late() -> None:
+    sent: list[Tick] = []
+    latest: dict[tuple[str, str], Tick] = {}
+    v = Validator(tier1=Tier1(), republish=sent.extend, latest=lambda k, p: latest.get((k, p)))
+    v.set_specs({KEY: spec(ValidationTier.CROSS)})
+
+    def at_second(ltp: int, second: int, provider: str, ms: int = 0) -> Tick:
+        t = tick(ltp, 0, provider=provider)
+        t.exchange_ts = T0 + second * 1000 + ms  # FYERS stamps whole seconds
+        t.recv_ns = (T0 + second * 1000 + 300) * 1_000_000
+        return t
+
+    for i in range(5):
+        v([at_second(80_000, i, "fyers"), at_second(80_000, i, "upstox", 250)])
+    bad = at_second(82_000, 5, "upstox", 250)  # Upstox goes 2.5 % off before FYERS prints
+    latest[(KEY, "upstox")] = bad
+    v([bad])
+    v.process()
+    assert bad.flags == 0  # nothing of that second to compare with yet: it went out clean
+    v([at_second(80_005, 5, "fyers")])
+    v.process()
+    assert bad.flags == Check.DISCREPANCY and bad.consensus == 80_005
+    assert sent == [bad]  # still the latest: re-sent with the verdict
+
+
+def test_an_escalation_cleared_by_an_operator_is_dropped_and_measured_afresh() -> None:
+    v = Validator(tier1=Tier1(), tracker=AccuracyTracker(min_comparisons=20))
+    v.set_specs({KEY: spec(ValidationTier.CROSS)})
+    for i in range(40):
+        v([tick(80_000, i), tick(81_600 if i % 4 == 3 else 80_000, i, provider="upstox")])
+    v.process()
+    (escalation,) = v.sweep(now_ns=T0 * 10**6)
+    v.escalations.clear()  # stored by the glue
+    v.escalations_sync([escalation])
+    assert KEY in v.overrides
+    v.escalations_sync([])  # cleared in the admin
+    assert KEY not in v.overrides and v.tracker.symbols[KEY].comparisons == 0
+    assert v.sweep(now_ns=T0 * 10**6) == []  # not escalated again before new evidence
