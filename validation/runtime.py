@@ -37,7 +37,13 @@ def validator_build(
     recheck: Recheck | None = None,
 ) -> Validator:
     """A validator configured from the ``VALIDATION`` settings (specs are loaded by
-    ``validator_running``)."""
+    ``validator_running``); its REST re-checks go through the providers' L3 clients."""
+    if recheck is None:
+        from validation.services import rest_prices_fetch
+
+        async def recheck(keys: list[str]) -> dict[str, tuple[int, int]]:
+            return await rest_prices_fetch(keys=keys)
+
     conf = settings.VALIDATION
     calendar = SessionCalendar(
         always_open=conf["MARKET_HOURS"] == "always",

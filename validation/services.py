@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
@@ -415,6 +415,15 @@ async def _audit_reads(refs: dict[str, InstrumentRef], accounts: dict[str, str])
     finally:
         await market_data_close()  # the loop is this call's own: close its sessions
     return _Reads(before, rest, after, providers)
+
+
+async def rest_prices_fetch(*, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Fresh REST last prices (value, scale) of ``keys`` from each one's primary provider,
+    through the shared rate budgets: tier 3's re-check of flagged prices in the worker."""
+    refs, accounts = await sync_to_async(_market_inputs)(list(keys))
+    cache = await _layered_cache(accounts)
+    quotes, _ = await _rest_read(cache, refs)
+    return {key: (ltp, scale) for key, (_, ltp, scale) in quotes.items()}
 
 
 def _rupees(value: int, scale: int) -> str:

@@ -68,6 +68,8 @@ def outcomes(**filters) -> list[ValidationOutcome]:
 async def test_a_decimal_shift_reaches_clients_marked_and_becomes_one_outcome(sims, critical):
     keys, emitted, _ = critical
     key = keys[0]
+    sims.hub.model.set_rate(key, 20.0)  # enough prints for tier 3's windows in a second
+    await asyncio.sleep(1.5)
     _, token = await user_make("trader")
     async with connected(token_headers(token)) as ws:
         await answer(ws, "welcome")
@@ -91,6 +93,14 @@ async def test_a_decimal_shift_reaches_clients_marked_and_becomes_one_outcome(si
     row = rows[0]
     assert row.provider == "fyers" and row.tier == 1 and row.occurrences == 1
     assert row.observed_value == Decimal(label.sent_ltp).scaleb(-scale)
+    # Tier 3 found it an outlier too, and asked the REST quote (the third opinion), which
+    # gave the market's price, not the shifted one.
+    (recheck,) = await _wait_rows(
+        lambda: outcomes(instrument__key=key, check_name="rest_recheck"), within=10.0
+    )
+    assert recheck.decision == "flagged" and recheck.tier == 3
+    assert recheck.observed_value == Decimal(label.sent_ltp).scaleb(-scale)
+    assert emitted.saw(key, float(recheck.reference_value))
 
 
 async def test_a_diverging_provider_is_outvoted_and_clients_get_the_consensus(sims, critical):
