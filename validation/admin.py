@@ -27,6 +27,14 @@ from validation.models import (
 )
 from validation.selectors import accuracy_target, agreement_annotate, agreement_below_target
 
+# An instrument by its canonical key, its name or either provider's own form.
+INSTRUMENT_SEARCH = [
+    "instrument__key",
+    "instrument__name",
+    "instrument__fyers_symbol",
+    "instrument__upstox_key",
+]
+
 
 class SymbolFilter(InputFilter):
     title = "symbol"
@@ -63,12 +71,7 @@ class ValidationOutcomeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "gap_bps",
     ]
     list_filter = [SymbolFilter, "check_name", "severity", "tier", "provider", "decision"]
-    search_fields = [
-        "instrument__key",
-        "instrument__name",
-        "instrument__fyers_symbol",
-        "instrument__upstox_key",
-    ]
+    search_fields = INSTRUMENT_SEARCH
     list_select_related = ["instrument"]
     date_hierarchy = "first_seen"
     # Outcomes pile up: no unfiltered COUNT(*) over the whole table on every page.
@@ -180,12 +183,7 @@ class SymbolValidationAdmin(admin.ModelAdmin):
         "outcomes",
     ]
     list_filter = ["escalated", "instrument__tier", AgreementFilter, EffectiveTierFilter]
-    search_fields = [
-        "instrument__key",
-        "instrument__name",
-        "instrument__fyers_symbol",
-        "instrument__upstox_key",
-    ]
+    search_fields = INSTRUMENT_SEARCH
     list_select_related = ["instrument"]
     autocomplete_fields = ["instrument"]
     list_per_page = 100

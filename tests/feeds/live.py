@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
+from typing import Any
 
 from asgiref.sync import sync_to_async
 
 from feeds import services
 from feeds.models import Instrument
+from feeds.pool.worker import WorkerConfig
+from feeds.providers.backoff import Backoff
 from feeds.providers.simulation.universe import sim_instrument_from
+from feeds.runtime import worker_config_from_settings
 from feeds.selectors import instruments_for_simulation
 
 
@@ -44,3 +49,12 @@ def _enable(count: int, *, tier: str, priority: int = 50, skip: int = 0) -> list
 
 
 enable = sync_to_async(_enable)
+
+
+def live_worker_config(name: str, **overrides: Any) -> WorkerConfig:
+    """A worker that notices failures and recovers fast, for tests of the live feed side."""
+    return worker_config_from_settings(
+        worker_id=f"{name}-{uuid.uuid4().hex[:8]}", lease_ttl=3.0, health_interval=0.05,
+        client_options={"silence_timeout": 1.0, "backoff": Backoff(base=0.1, cap=1.0)},
+        **overrides,
+    )  # fmt: skip

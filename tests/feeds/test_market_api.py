@@ -23,12 +23,11 @@ from django.test import Client
 from feeds import consumers, services
 from feeds.fanout import fanout_hub_stop
 from feeds.models import ClientLimits, Instrument
-from feeds.providers.backoff import Backoff
 from feeds.providers.simulation.run import SimulatorSet
-from feeds.runtime import feed_worker_running, worker_config_from_settings
+from feeds.runtime import feed_worker_running
 from feeds.selectors import market_data_close
 from mdproject.asgi import application
-from tests.feeds.live import enable, until
+from tests.feeds.live import enable, live_worker_config, until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -111,10 +110,7 @@ async def hub(sims: SimulatorSet) -> AsyncIterator[tuple[list[str], Emitted]]:
     """Ten enabled equities ticking through the real worker and publisher."""
     emitted = Emitted(sims)
     keys = await enable(10, tier="high_frequency")
-    config = worker_config_from_settings(
-        worker_id=f"api-{uuid.uuid4().hex[:8]}", lease_ttl=3.0, health_interval=0.05,
-        client_options={"silence_timeout": 1.0, "backoff": Backoff(base=0.1, cap=1.0)},
-    )  # fmt: skip
+    config = live_worker_config("api")
     async with feed_worker_running(config=config) as worker:
         await until(lambda: len(worker.latest) >= 10, 15, "every instrument ticking")
         yield keys, emitted

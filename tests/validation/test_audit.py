@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 
@@ -19,13 +18,12 @@ from django.conf import settings as django_settings
 from feeds.fanout import fanout_hub_stop
 from feeds.models import Instrument
 from feeds.pool.worker import FeedWorker
-from feeds.providers.backoff import Backoff
 from feeds.providers.simulation.faults import DataFault, FaultRule
 from feeds.providers.simulation.run import SimulatorSet
-from feeds.runtime import feed_worker_running, worker_config_from_settings
+from feeds.runtime import feed_worker_running
 from feeds.selectors import market_data_close
 from mdproject.celery import app
-from tests.feeds.live import enable, until
+from tests.feeds.live import enable, live_worker_config, until
 from validation.models import AccuracyAudit
 from validation.tasks import accuracy_audit
 
@@ -45,13 +43,12 @@ def celery_worker_thread() -> Iterator[None]:
 @pytest.fixture
 async def hub(sims: SimulatorSet) -> AsyncIterator[tuple[list[str], FeedWorker]]:
     keys = await enable(CARRIED, tier="high_frequency")  # FYERS carries them: the primary
-    config = worker_config_from_settings(
-        worker_id=f"audit-{uuid.uuid4().hex[:8]}", lease_ttl=3.0, health_interval=0.05,
+    config = live_worker_config(
+        "audit",
         # No periodic re-read during the test: an instrument enabled behind the worker's
         # back (test below) stays uncarried.
         reconcile_interval=600.0,
-        client_options={"silence_timeout": 1.0, "backoff": Backoff(base=0.1, cap=1.0)},
-    )  # fmt: skip
+    )
     async with feed_worker_running(config=config) as worker:
         await until(lambda: len(worker.latest) >= CARRIED, 15, "every instrument ticking")
         yield keys, worker

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -15,13 +14,12 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from feeds.fanout import fanout_hub_stop
-from feeds.providers.backoff import Backoff
 from feeds.providers.simulation.faults import DataFault, FaultRule
 from feeds.providers.simulation.run import SimulatorSet
 from feeds.providers.ticks import Tick
-from feeds.runtime import feed_worker_running, worker_config_from_settings
+from feeds.runtime import feed_worker_running
 from feeds.selectors import market_data_close
-from tests.feeds.live import enable, until
+from tests.feeds.live import enable, live_worker_config, until
 from tests.feeds.test_market_api import Emitted, answer, connected, token_headers, user_make
 from validation.engine import Validator
 from validation.models import ValidationOutcome
@@ -38,10 +36,7 @@ async def critical(
     settings.VALIDATION = {**settings.VALIDATION, "RECORD_INTERVAL": 0.3, "INCIDENT_QUIET": 0.5}
     emitted = Emitted(sims)
     keys = await enable(4, tier="critical")
-    config = worker_config_from_settings(
-        worker_id=f"val-{uuid.uuid4().hex[:8]}", lease_ttl=3.0, health_interval=0.05,
-        client_options={"silence_timeout": 1.0, "backoff": Backoff(base=0.1, cap=1.0)},
-    )  # fmt: skip
+    config = live_worker_config("val")
     async with feed_worker_running(config=config) as worker:
         await until(
             lambda: all(len(worker.latest.providers(k)) == 2 for k in keys), 15,
