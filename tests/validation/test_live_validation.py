@@ -79,9 +79,14 @@ async def test_a_decimal_shift_reaches_clients_marked_and_becomes_one_outcome(si
         assert item["provider"] == "fyers"
         assert set(item["checks"]) & {"outside_circuit", "outside_day_range", "jump"}
         assert round(item["ltp"] * 10**scale) == label.sent_ltp  # the bad value, marked
-        # The next prints are clean again: the shift never became the reference.
-        clean = await answer(ws, "update")
-        assert all(not i["suspect"] for i in clean["data"])
+        # The next new print is clean: the shift never became the reference. (The bad one
+        # may come again first, carrying tier 3's late verdict while it is the latest.)
+        while True:
+            update = await answer(ws, "update")
+            fresh = [i for i in update["data"] if i["ltp"] != item["ltp"]]
+            if fresh:
+                assert not fresh[0]["suspect"], fresh[0]
+                break
 
     rows = await _wait_rows(lambda: outcomes(instrument__key=key, check_name__in=item["checks"]))
     assert {r.check_name for r in rows} == set(item["checks"])  # one incident per check
