@@ -18,9 +18,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from validation.checks import Check, ValidationTier, check_tier
-
-_SINGLE_CHECKS = tuple(Check)
+from validation.checks import Check, ValidationTier, check_names, check_tier
 
 
 @dataclass(slots=True)
@@ -119,23 +117,17 @@ class AccuracyTracker:
         counts.ticks += 1
         self.overall.ticks += 1
         if flags:
-            counts.flagged += 1
-            self.overall.flagged += 1
-            for check in _SINGLE_CHECKS:
-                if flags & check:
-                    name = check.name.lower()  # type: ignore[union-attr]
-                    counts.by_check[name] += 1
-                    self.overall.by_check[name] += 1
+            self._flagged(counts, newly=True, names=check_names(flags))
 
     def flag_added(self, key: str, *, before: int, check: Check) -> None:
         """A late verdict (tier 3, a re-check) on a tick already counted with ``before``."""
-        counts = self._symbol(key)
-        name = check.name.lower()  # type: ignore[union-attr]
-        if not before:
-            counts.flagged += 1
-            self.overall.flagged += 1
-        counts.by_check[name] += 1
-        self.overall.by_check[name] += 1
+        self._flagged(self._symbol(key), newly=not before, names=check_names(check))
+
+    def _flagged(self, counts: SymbolCounts, *, newly: bool, names: tuple[str, ...]) -> None:
+        for total in (counts, self.overall):
+            total.flagged += newly
+            for name in names:
+                total.by_check[name] += 1
 
     def compared(self, key: str, *, agreed: bool, loser: str = "") -> None:
         counts = self._symbol(key)

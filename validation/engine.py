@@ -53,7 +53,6 @@ class ValidatorConfig:
     # sleeps in proportion, so the socket reads, the publisher and a hub in the same process
     # always get the rest. Behind for good, it sheds the oldest ticks instead.
     deferred_share: float = 0.5
-    batch_budget: float = 0.050  # tier 3's budget per batch (the design's 50 ms)
     sweep_interval: float = 1.0  # incidents closed, stale symbols and escalations found
     recheck_per_second: float = 2.0  # REST re-checks (the providers' REST budgets are small)
     recheck_queue: int = 256
