@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
@@ -24,7 +25,7 @@ from feeds.cache.l1 import l1_register, l1_unregister, latest_ticks_reader
 from feeds.control import control_messages, control_send_async
 from feeds.fanout import batch_publisher_build
 from feeds.models import ProviderAccount
-from feeds.pool.coordination import coordinator_from_url
+from feeds.pool.coordination import Coordinator, MemoryCoordinator, RedisCoordinator
 from feeds.pool.distribution import Plan
 from feeds.pool.pool import PoolInputs
 from feeds.pool.worker import ControlMessage, FeedWorker, TickHook, WorkerConfig
@@ -39,6 +40,54 @@ from validation.runtime import validator_build, validator_running
 logger = logging.getLogger(__name__)
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+T = TypeVar("T")
+
+# Embedded mode: the one coordinator of this process (the worker's leases and heartbeats, read
+# by the health check and the monitor as they would read Redis), and the loop it lives on.
+_memory_coordinator = MemoryCoordinator()
+_hub_loop: asyncio.AbstractEventLoop | None = None
+
+
+def hub_coordinator_build() -> Coordinator:
+    """Where the feed workers' leases and heartbeats live: a new client of ``REDIS_URL``, or
+    in embedded mode this process's shared in-memory coordinator (do not close that one)."""
+    if settings.REDIS_URL:
+        return RedisCoordinator(settings.REDIS_URL)
+    return _memory_coordinator
+
+
+@dataclass(frozen=True, slots=True)
+class HubAccess:
+    """What sync code (Celery tasks) uses to reach the running hub."""
+
+    coordinator: Coordinator
+
+    async def send_control(self, message: ControlMessage) -> None:
+        await control_send_async(message)
+
+
+def hub_call(work: Callable[[HubAccess], Awaitable[T]], *, timeout: float = 10.0) -> T:
+    """Run ``work`` against the hub's coordinator and control channel, from sync code.
+
+    With Redis: on a loop of its own, with its own Redis client. Embedded: on the loop of the
+    feed worker of this process (the in-process coordinator and channel layer are not
+    thread-safe), or on a loop of its own when no worker runs here."""
+    loop = _hub_loop
+    if not settings.REDIS_URL and loop is not None and loop.is_running():
+        access = HubAccess(coordinator=_memory_coordinator)
+        return asyncio.run_coroutine_threadsafe(work(access), loop).result(timeout)
+
+    async def run() -> T:
+        coordinator = hub_coordinator_build()
+        try:
+            async with asyncio.timeout(timeout):
+                return await work(HubAccess(coordinator=coordinator))
+        finally:
+            if coordinator is not _memory_coordinator:
+                await coordinator.close()
+
+    return asyncio.run(run())
 
 
 def _load_inputs() -> PoolInputs:
@@ -107,7 +156,7 @@ def feed_worker_build(
     """A worker wired to this hub's database, channel layer and Redis (or memory)."""
     return FeedWorker(
         backend=DjangoWorkerBackend(),
-        coordinator=coordinator_from_url(settings.REDIS_URL),
+        coordinator=hub_coordinator_build(),
         config=config or worker_config_from_settings(),
         validate=validate,
         publish=publish,
@@ -155,6 +204,8 @@ async def feed_worker_running(
     worker = feed_worker_build(config=config, validate=validator, publish=publisher.offer)
     validator.latest = worker.latest.get  # a late verdict is re-sent only on the latest tick
     l1_register("worker", latest_ticks_reader(worker.latest))
+    global _hub_loop
+    _hub_loop = asyncio.get_running_loop()
     publisher.start()
     stop = stop or asyncio.Event()
     try:
@@ -172,7 +223,8 @@ async def feed_worker_running(
         l1_unregister("worker")
         if publisher.store is not None:
             await publisher.store.client.aclose()
-        await worker.coordinator.close()
+        if worker.coordinator is not _memory_coordinator:
+            await worker.coordinator.close()
 
 
 async def feeds_serve(

@@ -133,6 +133,9 @@ CELERY_TIMEZONE = "Asia/Kolkata"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_TIME_LIMIT = 120
 CELERY_RESULT_EXPIRES = 3600
+# Keep the LOGGING below (JSON in production) in the worker and beat: by default Celery
+# replaces the root logger's handlers with its own plain format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 
@@ -174,16 +177,35 @@ X_FRAME_OPTIONS = "DENY"
 # --- Logging --------------------------------------------------------------------------------
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# "json" (the production shape's default): one JSON object per line on stderr with timestamp
+# (UTC, ISO 8601), level, logger, message, process and every `extra={...}` field of the call.
+# "plain" (the embedded default's): one readable line per record.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if EMBEDDED_MODE else "json").strip().lower()
+if LOG_FORMAT not in ("json", "plain"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'json' or 'plain', not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s %(process)d",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": True,
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         # One line per socket open/close is noise at the pool's scale; warnings still show.
         "websockets": {"level": "WARNING"},
+        # Celery's task loggers do not propagate to the root: a handler of ours here keeps
+        # Celery from adding its own plain one (see CELERY_WORKER_HIJACK_ROOT_LOGGER).
+        "celery.task": {"handlers": ["console"], "propagate": False},
     },
 }
 
@@ -227,8 +249,9 @@ FEEDS = {
     "SILENCE_TIMEOUT": env.float("FEEDS_SILENCE_SECONDS", default=1.0),
     # Full re-read of instruments and accounts, in case a control message was missed.
     "RECONCILE_INTERVAL": env.float("FEEDS_RECONCILE_SECONDS", default=30.0),
-    # How often each worker writes ConnectionHealth rows.
-    "HEALTH_RECORD_INTERVAL": env.float("FEEDS_HEALTH_RECORD_SECONDS", default=10.0),
+    # How often each worker writes its own ConnectionHealth rows (no verdict). 0: never; the
+    # health check (Celery beat, every 5 s) records the connections with its verdicts.
+    "HEALTH_RECORD_INTERVAL": env.float("FEEDS_HEALTH_RECORD_SECONDS", default=0.0),
     # The embedded run starts both provider simulators in-process and points the accounts'
     # token variables at simulator tokens. Off by default once REDIS_URL says production.
     "SIMULATORS": env.bool("MDHUB_SIMULATORS", default=EMBEDDED_MODE),
@@ -281,6 +304,21 @@ VALIDATION = {
     "RECORD_INTERVAL": env.float("MDHUB_VALIDATION_RECORD_SECONDS", default=5.0),
     # REST re-checks of flagged prices of critical symbols, per second (REST budgets are small).
     "RECHECK_PER_SECOND": env.float("MDHUB_RECHECK_PER_SECOND", default=2.0),
+}
+
+# --- Monitoring -------------------------------------------------------------------------------
+
+MONITORING = {
+    # The health check's thresholds (monitoring/health.py has the rules).
+    "BEAT_STALE": env.float("MDHUB_HEALTH_BEAT_STALE_SECONDS", default=5.0),
+    "DATA_SILENCE": env.float("MDHUB_HEALTH_DATA_SILENCE_SECONDS", default=10.0),
+    "ORDER_COOLDOWN": env.float("MDHUB_HEALTH_ORDER_COOLDOWN_SECONDS", default=30.0),
+    # A connection's health row is written when its verdict or state changes, and at least
+    # this often otherwise.
+    "RECORD_EVERY": env.float("MDHUB_HEALTH_RECORD_SECONDS", default=60.0),
+    # Health rows, validation outcomes, audits, reports and resolved alerts older than this
+    # are pruned daily.
+    "RETENTION_DAYS": env.int("MDHUB_RETENTION_DAYS", default=7),
 }
 
 # --- Instrument masters ---------------------------------------------------------------------

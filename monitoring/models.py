@@ -25,6 +25,14 @@ class HealthVerdict(models.TextChoices):
     UNKNOWN = "unknown", "Unknown (no verdict yet)"
 
 
+class HealthAction(models.TextChoices):
+    """What the health check did about a connection."""
+
+    NONE = "", "None"
+    FAILOVER_ORDERED = "failover_ordered", "Failover ordered"
+    RELEASED = "released", "Released (its worker stopped)"
+
+
 class ConnectionHealth(models.Model):
     connection_id = models.CharField(max_length=100, help_text="provider:account:slot")
     account = models.ForeignKey(
@@ -49,6 +57,9 @@ class ConnectionHealth(models.Model):
     note = models.CharField(
         max_length=200, blank=True, help_text="Why the verdict was reached, or what was done."
     )
+    action = models.CharField(
+        max_length=20, choices=HealthAction.choices, blank=True, default=HealthAction.NONE
+    )
 
     class Meta:
         ordering = ["-recorded_at"]
@@ -57,3 +68,40 @@ class ConnectionHealth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connection_id} {self.state}/{self.verdict} @ {self.recorded_at:%H:%M:%S}"
+
+
+class AlertLevel(models.TextChoices):
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+
+
+class Alert(models.Model):
+    """One episode of a condition operators should see (an unhealthy connection, a stopped
+    worker, high latency): opened when the condition is first seen, kept while it lasts,
+    resolved when it clears. Never a row per check."""
+
+    kind = models.CharField(max_length=40, db_index=True)
+    subject = models.CharField(max_length=200, help_text="The connection, worker or part.")
+    level = models.CharField(max_length=8, choices=AlertLevel.choices)
+    message = models.CharField(max_length=500)
+    details = models.JSONField(default=dict, blank=True)
+    opened_at = models.DateTimeField(db_index=True)
+    last_seen_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "subject"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="alert_one_open_per_subject",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.level} {self.kind} {self.subject}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None

@@ -160,6 +160,8 @@ async def sims(sample_import, settings, monkeypatch) -> AsyncIterator[Any]:
                       "SOCKET_URL": described["fyers"]["socket_url"]}  # fmt: skip
     settings.UPSTOX = {**settings.UPSTOX, "API_URL": described["upstox"]["api_url"],
                        "FEED_URL": described["upstox"]["feed_url"]}  # fmt: skip
+    # The simulators trade around the clock, whatever the mode under test.
+    settings.VALIDATION = {**settings.VALIDATION, "MARKET_HOURS": "always"}
     monkeypatch.setenv("FYERS_ACCESS_TOKEN", described["fyers"]["token"])
     monkeypatch.setenv("UPSTOX_ACCESS_TOKEN", described["upstox"]["token"])
     yield sims

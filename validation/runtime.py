@@ -30,6 +30,16 @@ from validation.tier2 import Tier2, Tier2Config
 logger = logging.getLogger(__name__)
 
 
+def session_calendar_build() -> SessionCalendar:
+    """The exchanges' sessions as the settings describe them (``MDHUB_MARKET_HOURS``,
+    ``MDHUB_HOLIDAYS``)."""
+    conf = settings.VALIDATION
+    return SessionCalendar(
+        always_open=conf["MARKET_HOURS"] == "always",
+        holidays=[date.fromisoformat(d) for d in conf["HOLIDAYS"]],
+    )
+
+
 def validator_build(
     *,
     latest: Callable[[str, str], Tick | None] | None = None,
@@ -45,12 +55,8 @@ def validator_build(
             return await rest_prices_fetch(keys=keys)
 
     conf = settings.VALIDATION
-    calendar = SessionCalendar(
-        always_open=conf["MARKET_HOURS"] == "always",
-        holidays=[date.fromisoformat(d) for d in conf["HOLIDAYS"]],
-    )
     return Validator(
-        tier1=Tier1(calendar=calendar),
+        tier1=Tier1(calendar=session_calendar_build()),
         tier2=Tier2(config=Tier2Config(discrepancy_bps=conf["DISCREPANCY_BPS"])),
         tracker=AccuracyTracker(
             quiet=conf["INCIDENT_QUIET"],

@@ -93,7 +93,7 @@ class WorkerConfig:
     lease_check: float = 0.25  # how often unheld connections are looked for
     health_interval: float = 0.2  # time-based health rules (grace, recovery)
     heartbeat_interval: float = 1.0  # heartbeats to the coordinator
-    health_record_interval: float = 10.0  # ConnectionHealth rows
+    health_record_interval: float = 0.0  # own ConnectionHealth rows; 0: the health check's only
     reconcile_interval: float = 30.0  # full re-read of the database, the safety net
     recover_after: float = 5.0  # live this long before symbols move back
     connect_grace: float = 3.0  # a new connection's first connect may take this long
@@ -110,6 +110,7 @@ class WorkerStats:
     returns: int = 0
     sync_errors: int = 0
     hook_errors: int = 0
+    ordered_restarts: int = 0  # failover orders from the health check carried out
 
 
 class FeedWorker:
@@ -297,6 +298,8 @@ class FeedWorker:
             self.tracker.forget(conn)
         if self.leases != leases_before:
             await self._beat_worker()  # others see the new split now, not at the next beat
+        if result.opened:
+            await self._beat_connections()  # and the new connections' first heartbeats
         if result.opened or result.closed or result.subscribed or result.unsubscribed:
             logger.info(
                 "worker %s: +%d/-%d symbols; opened %s; closed %s; now %d connections",
@@ -599,8 +602,29 @@ class FeedWorker:
         elif kind == "pool.leases":
             if sender != self.id:
                 self.wake()
+        elif kind == "pool.failover":
+            self._failover_ordered(message)
         else:
             logger.debug("worker %s: ignoring control message %r", self.id, kind)
+
+    def _failover_ordered(self, message: ControlMessage) -> None:
+        """The health check saw one of our connections unhealthy while we still used it (it
+        answers pings but carries nothing, say): end its session. The client reconnects at
+        once; meanwhile its symbols fail over, and return once it has been live a while."""
+        name = message.get("conn")
+        if not isinstance(name, str) or name not in self.leases:
+            return  # another worker's, or already gone
+        client = self.pool.clients.get(conn_from_name(name))
+        if client is None:
+            return
+        reason = str(message.get("reason") or "health check")[:200]
+        logger.warning("worker %s: health check orders %s restarted (%s)", self.id, name, reason)
+        self.stats.ordered_restarts += 1
+        self._background(self._restart(client, reason))
+
+    async def _restart(self, client: FeedClient, reason: str) -> None:
+        if not await client.restart(reason):
+            logger.info("worker %s: %s was not live; nothing to restart", self.id, client.name)
 
     # --- heartbeats, records, logs -------------------------------------------------------
 
@@ -677,6 +701,8 @@ class FeedWorker:
             self.wake(reload=True)
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        if seconds <= 0:
+            return  # turned off
         while True:
             await asyncio.sleep(seconds)
             try:

@@ -45,6 +45,7 @@ class ClientStats:
     errors: Counter[str] = field(default_factory=Counter)
     connects: int = 0
     reconnects: int = 0
+    restarts: int = 0  # sessions ended on the health check's order
     last_message_ns: int = 0
     last_pong_ns: int = 0
     live_since_ns: int = 0
@@ -76,8 +77,10 @@ class ClientStats:
             "errors": dict(self.errors),
             "connects": self.connects,
             "reconnects": self.reconnects,
+            "restarts": self.restarts,
             "last_message_ns": self.last_message_ns,
             "last_pong_ns": self.last_pong_ns,
+            "live_since_ns": self.live_since_ns,
             "messages_per_second": self.messages_per_second(),
             "last_error": self.last_error,
         }
@@ -158,6 +161,7 @@ class FeedClient(ABC):
         self._closed = False
         self._live = asyncio.Event()
         self._session_task: asyncio.Task[None] | None = None
+        self._restart_reason = ""  # set by ``restart``: the next reconnect is at once
 
     # --- public API ----------------------------------------------------------------------
 
@@ -216,6 +220,9 @@ class FeedClient(ABC):
             self._live.clear()
             if self._closed:
                 break
+            if self._restart_reason:
+                reason, self._restart_reason = f"restarted: {self._restart_reason}", ""
+                delay = 0.0
             self.stats.last_error = reason
             self._set_state(ClientState.DOWN, reason)
             await asyncio.sleep(delay)
@@ -232,6 +239,17 @@ class FeedClient(ABC):
     async def wait_live(self) -> None:
         """Until the next time the socket is authenticated and subscribed."""
         await self._live.wait()
+
+    async def restart(self, reason: str) -> bool:
+        """End the current session and connect again at once, with every subscription (an
+        order from the health check: the socket looks alive but carries nothing). False
+        when there is no session to end."""
+        if self._closed or self.state not in (ClientState.LIVE, ClientState.DEGRADED):
+            return False
+        self._restart_reason = reason
+        self.stats.restarts += 1
+        await self._close_socket()
+        return True
 
     async def close(self) -> None:
         self._closed = True
@@ -252,6 +270,7 @@ class FeedClient(ABC):
             "reason": self.state_reason,
             "symbols": len(self.subscriptions),
             "symbol_cap": self.symbol_cap,
+            "market_open": self.market_open,
             **self.stats.snapshot(),
         }
 

@@ -1,6 +1,7 @@
 """The embedded hub in one process: Daphne, the feed worker and the provider simulators on
-one event loop, so that the in-process channel layer carries control messages (and, later,
-ticks) between them with no outside service."""
+one event loop, so that the in-process channel layer carries control messages and ticks
+between them with no outside service; and, on the in-memory broker, a Celery worker and beat
+as threads (health checks, audits, reports)."""
 
 from __future__ import annotations
 
@@ -33,11 +34,22 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-simulators", action="store_true", help="Connect to the configured URLs."
         )
+        parser.add_argument(
+            "--no-celery",
+            action="store_true",
+            help="Do not start the embedded Celery worker and beat (they start only on the "
+            "in-memory broker; with Redis they are processes of their own).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from mdproject.asgi import application
+        from mdproject.celery import EmbeddedCelery
 
         simulators = settings.FEEDS["SIMULATORS"] and not options["no_simulators"]
+        celery = None
+        if settings.CELERY_BROKER_URL.startswith("memory") and not options["no_celery"]:
+            celery = EmbeddedCelery()
+            celery.start()
         stop = asyncio.Event()
         feeds: list[asyncio.Task[None]] = []
 
@@ -49,6 +61,8 @@ class Command(BaseCommand):
 
         def stop_feeds() -> defer.Deferred | None:
             stop.set()
+            if celery is not None:
+                celery.stop()
             return defer.Deferred.fromFuture(feeds[0]) if feeds else None
 
         reactor.addSystemEventTrigger("before", "shutdown", stop_feeds)

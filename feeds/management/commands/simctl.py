@@ -20,6 +20,7 @@ ACTIONS = {
     "close-clean": ("POST", "/_sim/connections/close_clean"),
     "close-unclean": ("POST", "/_sim/connections/close_unclean"),
     "stall": ("POST", "/_sim/connections/stall"),
+    "mute": ("POST", "/_sim/connections/mute"),
     "reject-auth": ("POST", "/_sim/auth"),
     "accept-auth": ("POST", "/_sim/auth"),
     "expire-tokens": ("POST", "/_sim/tokens/expire"),
@@ -74,7 +75,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def _body(action: str, o: dict[str, Any]) -> dict[str, Any]:
-        if action in ("close-clean", "close-unclean", "stall"):
+        if action in ("close-clean", "close-unclean", "stall", "mute"):
             body: dict[str, Any] = {"connection": o["connection"]}
             if o["seconds"] is not None:
                 body["seconds"] = o["seconds"]

@@ -40,6 +40,7 @@ class ConnectionFault(StrEnum):
     CLOSE_CLEAN = "close_clean"
     CLOSE_UNCLEAN = "close_unclean"
     STALL = "stall"  # socket open, nothing sent
+    MUTE = "mute"  # socket open and answering pings, but no data (a feed that quietly stopped)
     REJECT_AUTH = "reject_auth"
     EXPIRE_TOKEN = "expire_token"
     EXCEED_CAP = "exceed_cap"

@@ -150,6 +150,7 @@ class SimConnection:
     token: SimToken | None = None
     queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=2_000))
     stalled_until: float = 0.0
+    muted_until: float = 0.0
     writer: asyncio.Task[None] | None = None
     frames_sent: int = 0
     opened_at: float = field(default_factory=time.time)
@@ -158,6 +159,10 @@ class SimConnection:
     @property
     def stalled(self) -> bool:
         return time.monotonic() < self.stalled_until
+
+    @property
+    def muted(self) -> bool:
+        return time.monotonic() < self.muted_until
 
     def summary(self) -> dict[str, Any]:
         state = self.protocol.summary() if hasattr(self.protocol, "summary") else {}
@@ -168,6 +173,7 @@ class SimConnection:
             "frames_sent": self.frames_sent,
             "queued": self.queue.qsize(),
             "stalled": self.stalled,
+            "muted": self.muted,
             "opened_at": self.opened_at,
             **state,
         }
@@ -271,6 +277,8 @@ class ProviderSimulator:
             if conn.stalled:
                 # Stalled: the socket stays open and silent; frames wait (bounded queue).
                 await asyncio.sleep(conn.stalled_until - time.monotonic())
+            if conn.muted:
+                continue  # muted: frames are dropped while pings are still answered
             try:
                 await conn.socket.send(frame)
             except Exception:  # the socket closed under us; the handler cleans up
@@ -310,6 +318,17 @@ class ProviderSimulator:
             transport = conn.socket.transport
             transport.pause_reading()
             loop.call_later(seconds, _resume_reading, transport)
+        return len(conns)
+
+    def fault_mute(self, which: str | int, seconds: float) -> int:
+        """Keep sockets open and answering pings but send them no frames: a feed that quietly
+        stopped streaming, which a client's silence watchdog cannot tell from a quiet market."""
+        conns = self.targets(which)
+        for conn in conns:
+            self.hub.faults.record(
+                ConnectionFault.MUTE, self.provider, detail=f"connection {conn.id} {seconds:g}s"
+            )
+            conn.muted_until = time.monotonic() + seconds
         return len(conns)
 
     def fault_inject(self, which: str | int, frame: bytes) -> int:
@@ -454,6 +473,8 @@ def control_routes(simulator: ProviderSimulator) -> list[web.RouteDef]:
             count = await simulator.fault_close(which, clean=False)
         elif action == "stall":
             count = simulator.fault_stall(which, float(data.get("seconds", 30)))
+        elif action == "mute":
+            count = simulator.fault_mute(which, float(data.get("seconds", 30)))
         elif action == "inject":
             try:
                 frame = bytes.fromhex(data.get("hex", ""))

@@ -9,14 +9,15 @@ from django.core.management.base import BaseCommand, CommandParser
 from feeds.management.commands.import_instruments import import_master_files, sample_master_files
 from feeds.models import Instrument
 from feeds.services import instruments_enable_starter_set, provider_accounts_ensure_defaults
-from monitoring.services import operator_ensure
+from monitoring.services import operator_ensure, schedules_ensure
 
 
 class Command(BaseCommand):
     help = (
         "Prepare a new installation: default provider accounts (the local simulators), the "
-        "sample instruments and a starter watchlist when the database has none, and an admin "
-        "user with a one-time password when there is no superuser. Safe to run every start."
+        "sample instruments and a starter watchlist when the database has none, the periodic "
+        "tasks (Celery beat) that are missing, and an admin user with a one-time password "
+        "when there is no superuser. Safe to run every start."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -39,6 +40,9 @@ class Command(BaseCommand):
             )
             enabled = instruments_enable_starter_set()
             self.stdout.write(f"Enabled a starter watchlist of {enabled} instruments")
+
+        for name in schedules_ensure():
+            self.stdout.write(f"Scheduled periodic task: {name}")
 
         if not options["no_admin"]:
             password = operator_ensure(username=options["admin_username"])
