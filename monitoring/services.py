@@ -386,9 +386,6 @@ SCHEDULES: tuple[Schedule, ...] = (
              description="Connection verdicts, failover orders, stopped workers released."),
     Schedule("Accuracy audit", "validation.accuracy_audit", every=60, expire=60,
              description="Cached values against fresh REST quotes (L3)."),
-    Schedule("Performance report", "monitoring.performance_report", every=60, expire=60,
-             description="Latency, rates and cache hit rates; reacts to high latency or a "
-             "low hit rate."),
     Schedule("Retention", "monitoring.retention", daily_at=(2, 30),
              description="Prunes old health rows, outcomes, audits, reports and alerts."),
 )  # fmt: skip

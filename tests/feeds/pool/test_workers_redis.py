@@ -150,3 +150,50 @@ def test_two_workers_split_the_pools_and_one_takes_over_when_the_other_dies(
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_health_check_hands_a_killed_workers_connections_over_before_its_leases_lapse(
+    hub_env: dict[str, str], redis_url: str, tmp_path: Path, settings
+) -> None:
+    """With leases of 30 s, only the health check's release explains a takeover in seconds."""
+    from monitoring.models import Alert
+    from monitoring.services import connection_health_check
+
+    settings.REDIS_URL = redis_url  # the check reads the same heartbeats and leases
+    env = {**hub_env, "FEEDS_LEASE_TTL": "30"}
+    client = redis.Redis.from_url(redis_url)
+    a = _worker(env, "worker-a", tmp_path / "a.log")
+    b = _worker(env, "worker-b", tmp_path / "b.log")
+    procs = [a, b]
+    try:
+
+        def held(worker: str) -> set[str]:
+            return set(_beats(client, "worker").get(worker, {}).get("connections", []))
+
+        _wait(lambda: held("worker-a") and held("worker-b"), 30, "both holding connections",
+              procs)  # fmt: skip
+        assert not connection_health_check().released  # both alive: nothing released
+        total = held("worker-a") | held("worker-b")
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(timeout=5)
+        killed = time.monotonic()
+        released: dict[str, list[str]] = {}
+        while held("worker-b") != total:
+            assert time.monotonic() - killed < 15, f"B holds {held('worker-b')} of {total}"
+            released.update(connection_health_check().released)
+            time.sleep(1.0)  # the check runs every 5 s; here more often, to time the takeover
+        took = time.monotonic() - killed
+        print(f"takeover after SIGKILL with the health check: {took:.1f} s (lease TTL 30 s)")
+        assert set(released) == {"worker-a"}
+        assert released["worker-a"]  # its connection leases (and the planner's, if it planned)
+        alert = Alert.objects.get(kind="worker_stopped")
+        assert alert.subject == "worker-a" and "released" in alert.message
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
