@@ -38,7 +38,7 @@ import orjson
 import pytest
 import redis
 
-from tests.conftest import PYTHON, REPO_ROOT, free_port, subprocess_env
+from tests.conftest import PYTHON, REPO_ROOT, free_ports, subprocess_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
@@ -175,7 +175,7 @@ class Shape:
 @pytest.fixture
 def shape(tmp_path: Path, redis_url: str, postgres_db: str) -> Iterator[Shape]:
     redis.Redis.from_url(redis_url).flushall()
-    sim_ports = [free_port() for _ in range(4)]
+    *sim_ports, web1_port, web2_port = free_ports(6)
     env = subprocess_env(
         PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         DJANGO_SETTINGS_MODULE="mdproject.settings",
@@ -187,8 +187,8 @@ def shape(tmp_path: Path, redis_url: str, postgres_db: str) -> Iterator[Shape]:
         LOG_LEVEL="INFO",  # LOG_FORMAT unset: REDIS_URL makes it JSON
         PYTHONUNBUFFERED="1",  # as under honcho: banners reach the log files at once
         WEB_HOST="127.0.0.1",
-        WEB1_PORT=str(free_port()),
-        WEB2_PORT=str(free_port()),
+        WEB1_PORT=str(web1_port),
+        WEB2_PORT=str(web2_port),
         # The simulators on free ports, over the enabled instruments only (less CPU), ticking
         # often enough that a pause in one instrument's ticks means something.
         SIMULATOR_OPTIONS=(
