@@ -15,7 +15,13 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from feeds.models import PlacementIssue, PlacementIssueKind, PoolAssignment, ProviderAccount
+from feeds.models import (
+    PlacementIssue,
+    PlacementIssueKind,
+    PoolAssignment,
+    ProviderAccount,
+    connection_id,
+)
 from feeds.pool.distribution import conn_from_name
 from feeds.pool.worker import PLANNER_LEASE
 from monitoring.health import (
@@ -148,17 +154,14 @@ def alert_raise(
 
 def alerts_resolve(*, kind: str, keep: Iterable[str] = ()) -> int:
     """Resolve the open alerts of ``kind`` whose subject is not in ``keep``; how many."""
-    keep = set(keep)
     open_alerts = Alert.objects.filter(kind=kind, resolved_at__isnull=True).exclude(
-        subject__in=keep
+        subject__in=set(keep)
     )
-    resolved = 0
-    for alert in open_alerts:
-        resolved += Alert.objects.filter(pk=alert.pk, resolved_at__isnull=True).update(
-            resolved_at=timezone.now()
-        )
-        logger.info("alert %s %s resolved", kind, alert.subject,
-                    extra={"alert": kind, "subject": alert.subject, "resolved": True})  # fmt: skip
+    subjects = list(open_alerts.values_list("subject", flat=True))
+    resolved = open_alerts.filter(subject__in=subjects).update(resolved_at=timezone.now())
+    for subject in subjects:
+        logger.info("alert %s %s resolved", kind, subject,
+                    extra={"alert": kind, "subject": subject, "resolved": True})  # fmt: skip
     return resolved
 
 
@@ -194,7 +197,7 @@ def _assigned_connections() -> set[str]:
     rows = PoolAssignment.objects.values_list(
         "account__provider", "account__label", "connection_slot"
     ).distinct()
-    return {f"{provider}:{label}:{slot}" for provider, label, slot in rows}
+    return {connection_id(provider, label, slot) for provider, label, slot in rows}
 
 
 def _previous_records(names: Iterable[str], since: datetime) -> dict[str, ConnectionHealth]:
