@@ -203,11 +203,10 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         # One line per socket open/close is noise at the pool's scale; warnings still show.
         "websockets": {"level": "WARNING"},
-        # Two lines per task run (received, succeeded) and one per beat send: the health
-        # check alone would print three lines every 5 s. Failures still show.
+        # Two lines per task run (received, succeeded): with the 5 s health check, most of
+        # the log. Failures still show; beat still logs each task it sends.
         "celery.worker.strategy": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},
-        "celery.beat": {"level": "WARNING"},
         # Celery's task loggers do not propagate to the root: a handler of ours here keeps
         # Celery from adding its own plain one (see CELERY_WORKER_HIJACK_ROOT_LOGGER).
         "celery.task": {"handlers": ["console"], "propagate": False},
