@@ -22,6 +22,7 @@ from feeds.delivery.hub import BATCH_TYPE, TICKS_GROUP, FanoutHub
 from feeds.delivery.publisher import BatchPublisher
 from feeds.providers.backoff import Backoff
 from feeds.services import last_ticks_record
+from monitoring.runtime import perf_section_register, perf_section_unregister
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +39,16 @@ def fanout_hub_get() -> FanoutHub:
     for old_loop in [lp for lp in _hubs if lp.is_closed()]:
         del _hubs[old_loop]
     hub = FanoutHub()
+    hub.batch_delay = settings.DELIVERY["FAULT_BATCH_DELAY"]
+    if hub.batch_delay:
+        logger.warning("fault drill: every tick batch delayed %.0f ms", hub.batch_delay * 1000)
     tasks = [
         loop.create_task(_receive_forever(hub), name="fanout hub"),
         loop.create_task(hub.sweep(), name="fanout sweep"),
     ]
     _hubs[loop] = (hub, tasks)
     l1_register("fanout", hub.l1)  # snapshots read this process's latest values first
+    perf_section_register("delivery", hub.perf_snapshot)
     logger.info("fan-out hub started (group %s)", TICKS_GROUP)
     return hub
 
@@ -69,6 +74,7 @@ async def fanout_hub_stop() -> None:
     if entry is None:
         return
     l1_unregister("fanout")
+    perf_section_unregister("delivery")
     for task in entry[1]:
         task.cancel()
     await asyncio.gather(*entry[1], return_exceptions=True)

@@ -34,6 +34,8 @@ from feeds.providers.simulation.run import SimulatorSet, start_simulators
 from feeds.providers.simulation.universe import sim_instrument_from
 from feeds.selectors import instruments_for_simulation, pool_inputs_get
 from feeds.services import placement_issues_record, pool_assignments_record
+from feeds.tuning import HubTuning
+from monitoring.runtime import perf_section_register, perf_section_unregister
 from monitoring.services import connection_health_record
 from validation.runtime import validator_build, validator_running
 
@@ -55,6 +57,11 @@ def hub_coordinator_build() -> Coordinator:
     if settings.REDIS_URL:
         return RedisCoordinator(settings.REDIS_URL)
     return _memory_coordinator
+
+
+def memory_coordinator_is(coordinator: Coordinator) -> bool:
+    """True for the process's shared in-memory coordinator (never closed by its users)."""
+    return coordinator is _memory_coordinator
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +91,7 @@ def hub_call(work: Callable[[HubAccess], Awaitable[T]], *, timeout: float = 10.0
             async with asyncio.timeout(timeout):
                 return await work(HubAccess(coordinator=coordinator))
         finally:
-            if coordinator is not _memory_coordinator:
+            if not memory_coordinator_is(coordinator):
                 await coordinator.close()
 
     return asyncio.run(run())
@@ -207,6 +214,25 @@ async def feed_worker_running(
     global _hub_loop
     _hub_loop = asyncio.get_running_loop()
     publisher.start()
+    default_flush = publisher.flush_interval
+
+    def feeds_perf() -> dict[str, Any]:
+        v, p = validator.stats, publisher.stats
+        return {
+            "worker": worker.id,
+            "ticks": dict(worker.stats.ticks),
+            "publisher": {"offered": p.offered, "conflated": p.conflated, "batches": p.batches,
+                          "published": p.published, "send_failures": p.send_failures,
+                          "flush_interval": publisher.flush_interval},
+            "validation": {"checked": v.inline, "flagged": v.flagged, "deferred": v.deferred,
+                           "dropped": v.dropped, "late_verdicts": v.late_verdicts,
+                           "rechecks": v.rechecks},
+        }  # fmt: skip
+
+    def feeds_tuned(tuning: HubTuning) -> None:
+        publisher.flush_interval = tuning.flush_interval or default_flush
+
+    perf_section_register("feeds", feeds_perf, on_tuning=feeds_tuned)
     stop = stop or asyncio.Event()
     try:
         async with validator_running(validator):
@@ -219,11 +245,12 @@ async def feed_worker_running(
                 stop.set()
                 await task
     finally:
+        perf_section_unregister("feeds")
         await publisher.close()
         l1_unregister("worker")
         if publisher.store is not None:
             await publisher.store.client.aclose()
-        if worker.coordinator is not _memory_coordinator:
+        if not memory_coordinator_is(worker.coordinator):
             await worker.coordinator.close()
 
 

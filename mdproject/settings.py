@@ -284,6 +284,9 @@ DELIVERY = {
     # A client whose oldest unsent update is older than MAX_LAG for PATIENCE is closed.
     "CLIENT_MAX_LAG": env.float("MDHUB_CLIENT_MAX_LAG", default=2.0),
     "CLIENT_PATIENCE": env.float("MDHUB_CLIENT_PATIENCE", default=10.0),
+    # Fault drill: every tick batch costs the fan-out this long to take in (as on a web process
+    # far from Redis), to see the performance monitor react. 0 in real use.
+    "FAULT_BATCH_DELAY": env.float("MDHUB_FAULT_BATCH_DELAY_MS", default=0.0) / 1000,
 }
 
 # --- Validation ------------------------------------------------------------------------------
@@ -323,6 +326,16 @@ MONITORING = {
     # Health rows, validation outcomes, audits, reports and resolved alerts older than this
     # are pruned daily.
     "RETENTION_DAYS": env.int("MDHUB_RETENTION_DAYS", default=7),
+    # Every process publishes its performance counters this often (a "perf" heartbeat).
+    "PERF_BEAT": env.float("MDHUB_PERF_BEAT_SECONDS", default=2.0),
+    # The performance monitor acts when the average receive -> delivery latency of a report's
+    # window is above LATENCY_LIMIT ms, or when fewer than CACHE_EFFICIENCY_MIN of snapshot
+    # lookups were answered from memory (L1/L2); monitoring/tuning.py has the rules.
+    "LATENCY_LIMIT_MS": env.float("MDHUB_PERF_LATENCY_LIMIT_MS", default=80.0),
+    "CACHE_EFFICIENCY_MIN": env.float("MDHUB_PERF_CACHE_EFFICIENCY_MIN", default=0.70),
+    # GET /metrics (Prometheus) admits staff sessions and requests with "Authorization: Bearer
+    # <token>" equal to this; empty (the default) turns token access off. A secret: never logged.
+    "METRICS_TOKEN": env.str("MDHUB_METRICS_TOKEN", default=""),
 }
 
 # --- Instrument masters ---------------------------------------------------------------------

@@ -105,3 +105,70 @@ class Alert(models.Model):
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
+
+
+class PerformanceReport(models.Model):
+    """One window of the performance monitor (the ``monitoring.performance_report`` task, every
+    minute): latency, throughput, cache and validation figures of every process, added up."""
+
+    created_at = models.DateTimeField(db_index=True)
+    window_seconds = models.FloatField(help_text="The span the figures cover.")
+    processes = models.PositiveIntegerField(default=0, help_text="Processes that reported.")
+    clients = models.PositiveIntegerField(default=0, help_text="WebSocket clients connected.")
+
+    # Receive time -> sent to the client, over every update delivered in the window.
+    deliveries = models.PositiveBigIntegerField(default=0)
+    latency_mean_ms = models.FloatField(null=True, blank=True)
+    latency_p50_ms = models.FloatField(null=True, blank=True)
+    latency_p95_ms = models.FloatField(null=True, blank=True)
+    latency_p99_ms = models.FloatField(null=True, blank=True)
+    # Exchange time -> sent, per provider: {provider: {count, mean, p50, p95, p99}}.
+    exchange_latency = models.JSONField(default=dict, blank=True)
+
+    ticks_per_second = models.FloatField(default=0.0)
+    ticks_by_provider = models.JSONField(default=dict, blank=True, help_text="provider -> /s")
+    ticks_by_connection = models.JSONField(default=dict, blank=True, help_text="connection -> /s")
+
+    lookups = models.PositiveBigIntegerField(default=0, help_text="Snapshot lookups.")
+    cache_efficiency = models.FloatField(
+        null=True, blank=True, help_text="Share of lookups answered from memory (L1 or L2)."
+    )
+    cache_hit_rates = models.JSONField(default=dict, blank=True, help_text="layer -> rate")
+
+    validation = models.JSONField(default=dict, blank=True, help_text="checked, flagged, ... /s")
+    conflation = models.JSONField(default=dict, blank=True)
+    tuning = models.JSONField(default=dict, blank=True, help_text="Settings in force after it.")
+    # Each process's cumulative counters as reported: the next window starts from these.
+    snapshots = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"performance {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PerformanceAction(models.Model):
+    """What the monitor changed, why, and, one report later, whether it helped (a change that
+    did not help is reverted, and the revert is an action of its own)."""
+
+    created_at = models.DateTimeField(db_index=True)
+    kind = models.CharField(max_length=40)
+    reason = models.CharField(max_length=300)
+    setting = models.CharField(max_length=60)
+    before = models.FloatField()
+    after = models.FloatField()
+    metric = models.CharField(max_length=40, help_text="What it is meant to improve.")
+    metric_before = models.FloatField(null=True, blank=True)
+    metric_after = models.FloatField(null=True, blank=True)
+    helped = models.BooleanField(null=True, blank=True, help_text="Empty until judged.")
+    judged_at = models.DateTimeField(null=True, blank=True)
+    report = models.ForeignKey(
+        PerformanceReport, on_delete=models.SET_NULL, null=True, related_name="actions"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.setting} {self.before:g} -> {self.after:g}"

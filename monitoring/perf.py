@@ -115,3 +115,145 @@ class LatencyHistogram:
             "p95": self.quantile(0.95),
             "p99": self.quantile(0.99),
         }
+
+
+# --- windows over the processes' perf heartbeats -------------------------------------------
+
+LAYERS = ("l1", "l2", "l3", "l4")
+VALIDATION_COUNTS = ("checked", "flagged", "deferred", "dropped", "late_verdicts", "rechecks")
+
+
+def _num(data: Any, *path: str) -> float:
+    """A counter deep in a heartbeat; 0 for anything absent or malformed."""
+    for name in path:
+        data = data.get(name) if isinstance(data, Mapping) else None
+    return float(data) if isinstance(data, int | float) and not isinstance(data, bool) else 0.0
+
+
+def _since(now: float, before: float) -> float:
+    # A counter that went down belongs to a process that started again: all of it is new.
+    return now - before if now >= before else now
+
+
+def _histogram(data: Any) -> LatencyHistogram | None:
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        return LatencyHistogram.from_snapshot(data)
+    except (TypeError, ValueError):
+        return None
+
+
+class PerfWindow:
+    """What every process did between two reports, added up. Built from the current
+    heartbeats and those the previous report kept (``snapshots``); a process not seen then
+    counts from its start."""
+
+    def __init__(self) -> None:
+        self.processes = 0
+        self.clients = 0
+        self.seconds = 0.0  # the longest process span in the window
+        self.receive = LatencyHistogram()
+        self.exchange: dict[str, LatencyHistogram] = {}
+        self.tick_rates: dict[str, float] = {}  # provider -> ticks/s
+        self.hits = dict.fromkeys(LAYERS, 0.0)
+        self.misses = dict.fromkeys(LAYERS, 0.0)
+        self.stale = 0.0
+        self.missing = 0.0
+        self.validation_rates = dict.fromkeys(VALIDATION_COUNTS, 0.0)
+        self.offered = 0.0
+        self.publisher_conflated = 0.0
+        self.items_sent = 0.0
+        self.client_conflated = 0.0
+
+    @classmethod
+    def build(
+        cls, beats: Mapping[str, Mapping[str, Any]], previous: Mapping[str, Mapping[str, Any]]
+    ) -> PerfWindow:
+        window = cls()
+        for ident, beat in beats.items():
+            if isinstance(beat, Mapping):
+                before = previous.get(ident)
+                window._add(beat, before if isinstance(before, Mapping) else {})
+        return window
+
+    def _add(self, beat: Mapping[str, Any], before: Mapping[str, Any]) -> None:
+        self.processes += 1
+        start = _num(before, "at") or _num(beat, "process_metrics", "start_time_seconds")
+        span = max(_num(beat, "at") - start, 1e-3)
+        self.seconds = max(self.seconds, span)
+
+        def delta(*path: str) -> float:
+            return _since(_num(beat, *path), _num(before, *path))
+
+        if isinstance(beat.get("delivery"), Mapping):
+            self.clients += int(_num(beat, "delivery", "clients"))
+            self.items_sent += delta("delivery", "items_sent")
+            self.client_conflated += delta("delivery", "conflated")
+            self._merge(self.receive, beat, before, "delivery", "latency_receive")
+            exchange = beat["delivery"].get("latency_exchange")
+            for provider in exchange if isinstance(exchange, Mapping) else ():
+                held = self.exchange.setdefault(str(provider), LatencyHistogram())
+                self._merge(held, beat, before, "delivery", "latency_exchange", provider)
+        for layer in LAYERS:
+            self.hits[layer] += delta("cache", "hits", layer)
+            self.misses[layer] += delta("cache", "misses", layer)
+        self.stale += delta("cache", "stale")
+        self.missing += delta("cache", "missing")
+        feeds = beat.get("feeds")
+        if isinstance(feeds, Mapping):
+            ticks = feeds.get("ticks")
+            for provider in ticks if isinstance(ticks, Mapping) else ():
+                rate = delta("feeds", "ticks", provider) / span
+                self.tick_rates[str(provider)] = self.tick_rates.get(str(provider), 0.0) + rate
+            for name in VALIDATION_COUNTS:
+                self.validation_rates[name] += delta("feeds", "validation", name) / span
+            self.offered += delta("feeds", "publisher", "offered")
+            self.publisher_conflated += delta("feeds", "publisher", "conflated")
+
+    @staticmethod
+    def _merge(
+        into: LatencyHistogram, beat: Mapping[str, Any], before: Mapping[str, Any], *path: str
+    ) -> None:
+        def find(data: Any) -> Any:
+            for name in path:
+                data = data.get(name) if isinstance(data, Mapping) else None
+            return data
+
+        now = _histogram(find(beat))
+        if now is None:
+            return
+        older = _histogram(find(before))
+        into.merge(now.minus(older) if older is not None else now)
+
+    # --- figures ---------------------------------------------------------------------------
+
+    @property
+    def lookups(self) -> int:
+        """Snapshot lookups answered (each symbol asked once counts once)."""
+        return int(sum(self.hits.values()) + self.stale + self.missing)
+
+    @property
+    def cache_efficiency(self) -> float | None:
+        """The share of lookups answered from memory (L1 or L2): no REST call, no fallback."""
+        lookups = self.lookups
+        return (self.hits["l1"] + self.hits["l2"]) / lookups if lookups else None
+
+    def hit_rates(self) -> dict[str, float | None]:
+        rates: dict[str, float | None] = {}
+        for layer in LAYERS:
+            asked = self.hits[layer] + self.misses[layer]
+            rates[layer] = self.hits[layer] / asked if asked else None
+        return rates
+
+    def conflation(self) -> dict[str, float | None]:
+        return {
+            "publisher": self.publisher_conflated,
+            "publisher_share": self.publisher_conflated / self.offered if self.offered else None,
+            "client": self.client_conflated,
+            "client_share": (
+                self.client_conflated / (self.client_conflated + self.items_sent)
+                if self.client_conflated + self.items_sent
+                else None
+            ),
+        }

@@ -39,7 +39,12 @@ from monitoring.models import (
     ConnectionHealth,
     ConnectionState,
     HealthAction,
+    PerformanceAction,
+    PerformanceReport,
 )
+from monitoring.perf import PerfWindow
+from monitoring.runtime import PERF_KIND, TUNING_IDENT, TUNING_KIND
+from monitoring.tuning import REVERT, Figures, Pending, TuningLimits, tuning_decide
 
 if TYPE_CHECKING:
     from feeds.runtime import HubAccess
@@ -369,6 +374,146 @@ def _health_alerts(result: HealthCheckResult, view: _HubView) -> None:
         alerts_resolve(kind="capacity_short")
 
 
+# --- the performance monitor ----------------------------------------------------------------
+
+# A window needs this many samples before its figure is judged or acted on.
+MIN_DELIVERIES = 50
+MIN_LOOKUPS = 20
+# The tuning heartbeat outlives a few missed reports; without reports it lapses and every
+# process goes back to its configured settings.
+TUNING_TTL = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class _PerfView:
+    perf: dict[str, dict[str, Any]]
+    connections: dict[str, dict[str, Any]]
+
+
+def tuning_limits_get() -> TuningLimits:
+    conf, delivery = settings.MONITORING, settings.DELIVERY
+    return TuningLimits(
+        latency_ms=conf["LATENCY_LIMIT_MS"],
+        cache_efficiency=conf["CACHE_EFFICIENCY_MIN"],
+        flush_default=delivery["FLUSH_INTERVAL"],
+        fresh_default=delivery["FRESH_AGE"],
+    )
+
+
+def _rounded(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def performance_report_run(*, limits: TuningLimits | None = None) -> PerformanceReport:
+    """The performance monitor (Celery beat, every minute).
+
+    Adds up every process's perf heartbeat since the previous report (latency histograms,
+    ticks, cache lookups, validation, conflation), stores the window as a
+    ``PerformanceReport``, judges the changes made last time, makes new ones when the
+    latency or the cache efficiency is out of bounds (``monitoring.tuning``), records them as
+    ``PerformanceAction`` rows, and publishes the tuning for every process to apply."""
+    from feeds.runtime import hub_call
+
+    limits = limits or tuning_limits_get()
+
+    async def read(access: HubAccess) -> _PerfView:
+        return _PerfView(
+            perf=await access.coordinator.beats(PERF_KIND),
+            connections=await access.coordinator.beats("connection"),
+        )
+
+    view = hub_call(read)
+    previous = PerformanceReport.objects.first()
+    window = PerfWindow.build(view.perf, previous.snapshots if previous else {})
+    latency = window.receive.summary()
+    figures = Figures(
+        latency_mean_ms=latency["mean"] if window.receive.total >= MIN_DELIVERIES else None,
+        cache_efficiency=window.cache_efficiency if window.lookups >= MIN_LOOKUPS else None,
+    )
+    now = timezone.now()
+    tuning = dict(previous.tuning) if previous else {}
+    unjudged = PerformanceAction.objects.filter(helped__isnull=True).exclude(kind=REVERT)
+    pending = [
+        Pending(a.pk, a.setting, a.before, a.after, a.metric_before,
+                settling=previous is not None and a.report_id == previous.pk)
+        for a in unjudged
+    ]  # fmt: skip
+    reverted_at = {
+        a.setting: a.created_at.timestamp()
+        for a in PerformanceAction.objects.filter(kind=REVERT).order_by("created_at")
+    }
+    decision = tuning_decide(
+        figures=figures,
+        tuning=tuning,
+        pending=pending,
+        reverted_at=reverted_at,
+        now=now.timestamp(),
+        limits=limits,
+    )
+    ticks_by_connection = {
+        name: round(float(info.get("messages_per_second") or 0.0), 1)
+        for name, info in sorted(view.connections.items())
+    }
+    with transaction.atomic():
+        report = PerformanceReport.objects.create(
+            created_at=now,
+            window_seconds=round(window.seconds, 2),
+            processes=window.processes,
+            clients=window.clients,
+            deliveries=window.receive.total,
+            latency_mean_ms=_rounded(latency["mean"]),
+            latency_p50_ms=_rounded(latency["p50"]),
+            latency_p95_ms=_rounded(latency["p95"]),
+            latency_p99_ms=_rounded(latency["p99"]),
+            exchange_latency={p: h.summary() for p, h in sorted(window.exchange.items())},
+            ticks_per_second=round(sum(window.tick_rates.values()), 1),
+            ticks_by_provider={p: round(r, 1) for p, r in sorted(window.tick_rates.items())},
+            ticks_by_connection=ticks_by_connection,
+            lookups=window.lookups,
+            cache_efficiency=_rounded(window.cache_efficiency, 4),
+            cache_hit_rates={k: _rounded(v, 4) for k, v in window.hit_rates().items()},
+            validation={k: round(v, 2) for k, v in window.validation_rates.items()},
+            conflation=window.conflation(),
+            tuning=decision.tuning,
+            snapshots={
+                ident: {k: v for k, v in beat.items() if k != "process_metrics"}
+                for ident, beat in view.perf.items()
+            },
+        )
+        for judgement in decision.judgements:
+            PerformanceAction.objects.filter(pk=judgement.ident).update(
+                helped=judgement.helped, metric_after=judgement.metric_after, judged_at=now
+            )
+        for change in decision.changes:
+            PerformanceAction.objects.create(
+                created_at=now, kind=change.kind, reason=change.reason[:300],
+                setting=change.setting, before=change.before, after=change.after,
+                metric=change.metric, metric_before=change.metric_before, report=report,
+            )  # fmt: skip
+    for change in decision.changes:
+        logger.warning("performance monitor: %s", change.reason,
+                       extra={"action": change.kind, "setting": change.setting,
+                              "before": change.before, "after": change.after})  # fmt: skip
+    if decision.tuning != tuning or any(v is not None for v in decision.tuning.values()):
+        # Published again at every report while anything is tuned, so it does not lapse.
+
+        async def publish(access: HubAccess) -> None:
+            await access.coordinator.beat(TUNING_KIND, TUNING_IDENT, decision.tuning,
+                                          ttl=TUNING_TTL)  # fmt: skip
+
+        hub_call(publish)
+    _performance_alerts(decision.stuck)
+    return report
+
+
+def _performance_alerts(stuck: list[str]) -> None:
+    if stuck:
+        alert_raise(kind="performance", subject="hub", level=AlertLevel.WARNING,
+                    message="; ".join(stuck), details={"figures": stuck})  # fmt: skip
+    else:
+        alerts_resolve(kind="performance")
+
+
 # --- beat schedules -------------------------------------------------------------------------
 
 
@@ -389,6 +534,8 @@ SCHEDULES: tuple[Schedule, ...] = (
              description="Connection verdicts, failover orders, stopped workers released."),
     Schedule("Accuracy audit", "validation.accuracy_audit", every=60, expire=60,
              description="Cached values against fresh REST quotes (L3)."),
+    Schedule("Performance report", "monitoring.performance_report", every=60, expire=60,
+             description="Latency, throughput, cache and validation figures; the reactions."),
     Schedule("Retention", "monitoring.retention", daily_at=(2, 30),
              description="Prunes old health rows, outcomes, audits, reports and alerts."),
 )  # fmt: skip
@@ -443,6 +590,8 @@ def records_prune(*, days: int | None = None) -> dict[str, int]:
         "validation_outcomes": ValidationOutcome.objects.filter(last_seen__lt=cutoff).delete()[0],
         "accuracy_audits": AccuracyAudit.objects.filter(started_at__lt=cutoff).delete()[0],
         "alerts": Alert.objects.filter(resolved_at__lt=cutoff).delete()[0],
+        "performance_reports": PerformanceReport.objects.filter(created_at__lt=cutoff).delete()[0],
+        "performance_actions": PerformanceAction.objects.filter(created_at__lt=cutoff).delete()[0],
     }
     logger.info("retention: deleted %s (older than %d days)", deleted, days)
     return deleted

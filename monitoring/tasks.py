@@ -29,3 +29,20 @@ def retention() -> dict[str, int]:
     from monitoring.services import records_prune
 
     return records_prune()
+
+
+@shared_task(name="monitoring.performance_report")
+def performance_report() -> dict[str, Any]:
+    """The performance monitor's window: figures, judgements, reactions."""
+    from monitoring.services import performance_report_run
+
+    report = performance_report_run()
+    return {
+        "report": report.pk,
+        "latency_mean_ms": report.latency_mean_ms,
+        "latency_p99_ms": report.latency_p99_ms,
+        "cache_efficiency": report.cache_efficiency,
+        "ticks_per_second": report.ticks_per_second,
+        "actions": [str(a) for a in report.actions.all()],
+        "tuning": report.tuning,
+    }

@@ -124,13 +124,15 @@ def _tail(path: Any) -> str:
 
 
 @contextlib.contextmanager
-def simulator_process(*, ticks_per_second: float) -> Iterator[dict[str, Any]]:
+def simulator_process(
+    *, ticks_per_second: float, step_interval: float = 0.05
+) -> Iterator[dict[str, Any]]:
     """Both simulators in their own process on free ports; yields the JSON line describing
     them (URLs and a token per provider)."""
     sims = subprocess.Popen(
         [PYTHON, "-m", "feeds.providers.simulation.run", "--fyers-rest-port", "0",
          "--fyers-socket-port", "0", "--upstox-rest-port", "0", "--upstox-feed-port", "0",
-         "--ticks-per-second", str(ticks_per_second)],
+         "--ticks-per-second", str(ticks_per_second), "--step-interval", str(step_interval)],
         cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -153,19 +155,8 @@ def simulator_env(described: dict[str, Any]) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-async def sims(sample_import, settings, monkeypatch) -> AsyncIterator[Any]:
-    """Both simulators over the sample instruments, on real sockets, with the settings and
-    token variables pointed at them."""
-    from feeds import services
-    from feeds.providers.simulation.run import start_simulators
-    from tests.feeds.live import universe
-
-    await sync_to_async(services.provider_accounts_ensure_defaults)()
-    sims = await start_simulators(
-        await sync_to_async(universe)(), seed=3, ticks_per_second=2, step_interval=0.05
-    )
-    described = sims.describe("127.0.0.1")
+def simulators_point_at(described: dict[str, Any], settings: Any, monkeypatch: Any) -> None:
+    """Point the settings and the token variables at the simulators ``described``."""
     settings.FYERS = {**settings.FYERS, "API_URL": described["fyers"]["api_url"],
                       "SOCKET_URL": described["fyers"]["socket_url"]}  # fmt: skip
     settings.UPSTOX = {**settings.UPSTOX, "API_URL": described["upstox"]["api_url"],
@@ -174,5 +165,32 @@ async def sims(sample_import, settings, monkeypatch) -> AsyncIterator[Any]:
     settings.VALIDATION = {**settings.VALIDATION, "MARKET_HOURS": "always"}
     monkeypatch.setenv("FYERS_ACCESS_TOKEN", described["fyers"]["token"])
     monkeypatch.setenv("UPSTOX_ACCESS_TOKEN", described["upstox"]["token"])
-    yield sims
-    await sims.stop()
+
+
+@contextlib.asynccontextmanager
+async def simulators_running(
+    settings: Any, monkeypatch: Any, *, ticks_per_second: float = 2, step_interval: float = 0.05
+) -> AsyncIterator[Any]:
+    """Both simulators over the sample instruments, on real sockets, with the settings and
+    token variables pointed at them (the sample instruments must be imported)."""
+    from feeds import services
+    from feeds.providers.simulation.run import start_simulators
+    from tests.feeds.live import universe
+
+    await sync_to_async(services.provider_accounts_ensure_defaults)()
+    sims = await start_simulators(
+        await sync_to_async(universe)(), seed=3, ticks_per_second=ticks_per_second,
+        step_interval=step_interval,
+    )  # fmt: skip
+    simulators_point_at(sims.describe("127.0.0.1"), settings, monkeypatch)
+    try:
+        yield sims
+    finally:
+        await sims.stop()
+
+
+@pytest.fixture
+async def sims(sample_import, settings, monkeypatch) -> AsyncIterator[Any]:
+    """Both simulators, 2 ticks/s per instrument (``simulators_running``)."""
+    async with simulators_running(settings, monkeypatch) as sims:
+        yield sims

@@ -64,6 +64,7 @@ class ValidatorConfig:
 @dataclass(slots=True)
 class ValidatorStats:
     inline: int = 0
+    flagged: int = 0  # ticks flagged inline (tiers 1 and 2)
     inline_ns: int = 0  # time spent inline (tier 1 and tier 2's marks)
     deferred: int = 0
     deferred_ns: int = 0
@@ -181,9 +182,12 @@ class Validator:
     def __call__(self, ticks: list[Tick]) -> None:
         start = time.perf_counter_ns()
         check, mark = self.tier1.check, self.tier2.mark
+        flagged = 0
         for tick in ticks:
             check(tick)
             mark(tick)
+            if tick.flags:
+                flagged += 1
         pending = self.pending
         pending.extend(ticks)
         excess = len(pending) - self.config.max_pending
@@ -193,6 +197,7 @@ class Validator:
             self.stats.dropped += excess
         stats = self.stats
         stats.inline += len(ticks)
+        stats.flagged += flagged
         stats.inline_ns += time.perf_counter_ns() - start
         self._wake.set()
 

@@ -50,6 +50,7 @@ class InstrumentRef:
     primary: str
     fyers_symbol: str = ""
     upstox_key: str = ""
+    tier: str = ""
 
     def symbol(self, provider: str) -> str:
         return self.fyers_symbol if provider == "fyers" else self.upstox_key
@@ -156,10 +157,16 @@ class LayeredCache:
         return max(0, now - recv_ns) / 1e9
 
     async def get(
-        self, instruments: Iterable[InstrumentRef], max_age: float | None = None
+        self,
+        instruments: Iterable[InstrumentRef],
+        max_age: float | None = None,
+        *,
+        fresh_age: float | None = None,
     ) -> dict[str, CachedValue]:
-        """key -> value for every instrument, in the order given."""
-        bound = self.fresh_age if max_age is None else max_age
+        """key -> value for every instrument, in the order given. ``fresh_age`` overrides the
+        cache's own for this call (what counts as fresh, and the default ``max_age``)."""
+        fresh = self.fresh_age if fresh_age is None else fresh_age
+        bound = fresh if max_age is None else max_age
         refs = {ref.key: ref for ref in instruments}
         found: dict[str, CachedValue] = {}
         seen: dict[str, list[_Seen]] = {key: [] for key in refs}
@@ -169,7 +176,7 @@ class LayeredCache:
             age = self._age(record, now)
             if age is None or age > bound:
                 return False
-            found[key] = CachedValue(key, record, provider, layer, age, age > self.fresh_age)
+            found[key] = CachedValue(key, record, provider, layer, age, age > fresh)
             stats.hits[layer] += 1
             return True
 

@@ -29,6 +29,7 @@ import orjson
 from feeds.delivery.flow import SendGate
 from feeds.delivery.protocol import Mode, Rendered, update_message
 from feeds.delivery.queue import ConflatingQueue, QueueFull
+from monitoring.perf import LatencyHistogram
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,51 @@ class TokenBucket:
             self._tokens -= 1.0
             return 0.0
         return (1.0 - self._tokens) / self.rate
+
+
+class DeliveryStats:
+    """What this process's writers sent, for the performance monitor: latency from the hub's
+    receipt and from the exchange's stamp to the moment an update went to the socket, and
+    the counts. Shared by every ``ClientFeed`` of a hub, so it outlives the clients."""
+
+    __slots__ = ("conflated", "exchange", "items_sent", "messages_sent", "receive")
+
+    def __init__(self) -> None:
+        self.receive = LatencyHistogram()
+        self.exchange: dict[str, LatencyHistogram] = {}  # per provider
+        self.messages_sent = 0
+        self.items_sent = 0
+        self.conflated = 0
+
+    def sent(self, items: list[QueueItem], conflated: int, now_ns: int) -> None:
+        self.messages_sent += 1
+        self.items_sent += len(items)
+        self.conflated += conflated
+        receive = self.receive.observe
+        now_ms = now_ns / 1e6
+        for _, _, recv_ns, exchange_ms, provider in items:
+            if recv_ns:
+                # Another host's clock may run a little ahead: never below zero.
+                receive(max(0.0, (now_ns - recv_ns) / 1e6))
+            if exchange_ms:
+                histogram = self.exchange.get(provider)
+                if histogram is None:
+                    histogram = self.exchange[provider] = LatencyHistogram()
+                histogram.observe(max(0.0, now_ms - exchange_ms))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "messages_sent": self.messages_sent,
+            "items_sent": self.items_sent,
+            "conflated": self.conflated,
+            "latency_receive": self.receive.snapshot(),
+            "latency_exchange": {p: h.snapshot() for p, h in self.exchange.items()},
+        }
+
+
+# What a client's queue holds per symbol: (seq, JSON fragment, received ns, exchange ms,
+# provider); the times feed ``DeliveryStats`` when it is sent.
+QueueItem = tuple[int, str, int, int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,15 +153,17 @@ class ClientFeed:
         clock: Callable[[], float] = time.monotonic,
         label: str = "",
         on_too_slow: Callable[[], Awaitable[None]] | None = None,
+        stats: DeliveryStats | None = None,
     ) -> None:
         self.send_text = send_text
+        self.stats = stats or DeliveryStats()  # the hub hands its own in ``attach``
         self.on_too_slow = on_too_slow  # the consumer closes the socket with 4008
         self.gate = gate or SendGate()
         self.clock = clock
         self.label = label
         self.subscriptions: dict[str, Subscription] = {}
         # Each symbol holds at most one pending update, so capacity = subscription limit.
-        self.queue: ConflatingQueue[tuple[int, str]] = ConflatingQueue(
+        self.queue: ConflatingQueue[QueueItem] = ConflatingQueue(
             capacity=capacity, max_lag=max_lag, patience=patience
         )
         self.min_interval = 1.0 / updates_per_second if updates_per_second > 0 else 0.0
@@ -139,7 +187,9 @@ class ClientFeed:
             return
         sub.seq += 1
         try:
-            self.queue.put(rendered.key, (sub.seq, rendered.fragment(sub.mode)), now)
+            item = (sub.seq, rendered.fragment(sub.mode), rendered.recv_ns, rendered.exchange_ms,
+                    rendered.provider)  # fmt: skip
+            self.queue.put(rendered.key, item, now)
         except QueueFull:  # only if the limit was lowered under a live connection
             self.dropped += 1
             return
@@ -205,6 +255,7 @@ class ClientFeed:
                 return
             self.messages_sent += 1
             self.items_sent += len(batch.messages)
+            self.stats.sent(batch.messages, batch.conflated, time.time_ns())
 
 
 class FanoutHub:
@@ -236,6 +287,10 @@ class FanoutHub:
         self.dropped_instruments = 0
         self.slow_closed = 0
         self.last_batch_at: float | None = None
+        self.stats = DeliveryStats()  # every client's sends, for the performance monitor
+        # Fault drill (MDHUB_FAULT_BATCH_DELAY_MS): each batch costs this long to take in, as
+        # on a receiver far from Redis; the performance monitor's reactions are tested on it.
+        self.batch_delay = 0.0
 
     # --- clients ---------------------------------------------------------------------------
 
@@ -251,6 +306,7 @@ class FanoutHub:
         return state
 
     def attach(self, user_id: Any, feed: ClientFeed) -> None:
+        feed.stats = self.stats
         self.users[user_id].feeds.add(feed)
         feed.start()
 
@@ -285,6 +341,21 @@ class FanoutHub:
 
     def feeds(self) -> list[ClientFeed]:
         return [f for state in self.users.values() for f in state.feeds]
+
+    def perf_snapshot(self) -> dict[str, Any]:
+        """Counters since start and the state now, for the performance monitor."""
+        feeds = self.feeds()
+        return {
+            "clients": len(feeds),
+            "users": len(self.users),
+            "subscriptions": sum(len(f.subscriptions) for f in feeds),
+            "batches": self.batches,
+            "records": self.records,
+            "deliveries": self.deliveries,
+            "slow_closed": self.slow_closed,
+            "malformed": self.malformed,
+            **self.stats.snapshot(),
+        }
 
     # --- ticks -----------------------------------------------------------------------------
 
@@ -363,6 +434,8 @@ class FanoutHub:
         try:
             while True:
                 message = await layer.receive(channel)
+                if self.batch_delay:
+                    await asyncio.sleep(self.batch_delay)
                 try:
                     self.receive_batch(message)
                 except Exception:  # one bad batch must not stop delivery

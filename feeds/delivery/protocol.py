@@ -245,12 +245,18 @@ def item_render(key: str, provider: str, record: Mapping[str, Any], mode: Mode) 
 class Rendered:
     """One tick's JSON fragments, made on first use per mode: ``{"symbol":…}`` minus ``seq``."""
 
-    __slots__ = ("_by_mode", "key", "provider", "record")
+    __slots__ = ("_by_mode", "exchange_ms", "key", "provider", "record", "recv_ns")
 
     def __init__(self, key: str, provider: str, record: Mapping[str, Any]) -> None:
         self.key = key
         self.provider = provider
         self.record = record
+        # For the latency measures: when the hub received the tick, when the exchange stamped
+        # it (0 when unknown).
+        recv_ns = record.get("recv_ns")
+        self.recv_ns = recv_ns if isinstance(recv_ns, int) else 0
+        exchange_ms = record.get("exchange_ts")
+        self.exchange_ms = exchange_ms if isinstance(exchange_ms, int) else 0
         self._by_mode: dict[Mode, str] = {}
 
     def fragment(self, mode: Mode) -> str:
@@ -262,9 +268,10 @@ class Rendered:
         return text
 
 
-def update_message(items: Iterable[tuple[int, str]], *, conflated: int, ts_ms: float) -> str:
-    """An ``update`` of (seq, fragment) items, built by joining text, not re-serialising."""
-    body = ",".join(f'{{"seq":{seq},{fragment}' for seq, fragment in items)
+def update_message(items: Iterable[Sequence[Any]], *, conflated: int, ts_ms: float) -> str:
+    """An ``update`` of items that start with (seq, fragment), built by joining text, not
+    re-serialising (the rest of an item is the sender's, e.g. its times)."""
+    body = ",".join(f'{{"seq":{item[0]},{item[1]}' for item in items)
     return f'{{"type":"update","ts":{ts_ms:.1f},"conflated":{conflated},"data":[{body}]}}'
 
 

@@ -9,6 +9,7 @@ launched. Without it (or without Playwright) the tests skip on a workstation but
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -22,35 +23,15 @@ import pytest
 
 from tests.conftest import PYTHON, REPO_ROOT, free_port, subprocess_env
 
-try:
-    from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
-except ImportError:  # reported by the `browser` fixture, skip or fail as CI decides
-    sync_playwright = None
+with contextlib.suppress(ImportError):  # reported by the `browser` fixture (conftest)
+    from playwright.sync_api import Browser, Locator, Page, expect
 
-CHROMIUM = Path(os.environ.get("MDHUB_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # No calls home: the machines running this have no way out anyway.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SETUP_TIMEOUT = 300  # migrate and import the sample masters on a slow machine
 START_TIMEOUT = 120
 TICK_TIMEOUT = 30_000  # ms for a price to appear or change (the simulators tick many times/s)
 USERNAME, PASSWORD = "trader", "browser-test-pass-1"
 DEPTH_SYMBOL = "NSE:RELIANCE"  # in the starter set; switched to depth mode for these tests
 PRICE = re.compile(r"^\d[\d,]*\.\d{2,4}$")
-
-
-def _unavailable(why: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{why} (CI is set: the browser test must run there)", pytrace=False)
-    pytest.skip(why)
 
 
 class Hub:
@@ -133,20 +114,6 @@ class Hub:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        _unavailable("Playwright is not installed (pip install -e '.[test]')")
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing (Debian/Ubuntu: apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture(scope="module")
 def hub(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     # Depends on `browser` so that a missing Chromium is reported before minutes of setup.
     running = Hub(tmp_path_factory.mktemp("hub"))
@@ -156,19 +123,6 @@ def hub(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture
-def page(browser: Browser, hub: Hub) -> Iterator[Page]:
-    context = browser.new_context(base_url=hub.base)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        yield opened
-        assert not errors, f"JavaScript errors on the page: {errors}"
-    finally:
-        context.close()
 
 
 def log_in(page: Page, path: str) -> None:

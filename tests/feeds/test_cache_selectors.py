@@ -48,8 +48,9 @@ def test_the_primary_provider_is_the_one_carrying_it_fyers_first() -> None:
         no_fyers.key: "upstox",
     }
     assert refs[upstox_only.key] == InstrumentRef(
-        upstox_only.key, "upstox", upstox_only.fyers_symbol, upstox_only.upstox_key
-    )
+        upstox_only.key, "upstox", upstox_only.fyers_symbol, upstox_only.upstox_key,
+        upstox_only.tier,
+    )  # fmt: skip
 
 
 def test_last_ticks_round_trip_and_overwrite_in_place() -> None:

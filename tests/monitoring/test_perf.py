@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from monitoring.perf import BOUNDS_MS, LatencyHistogram
+from monitoring.perf import BOUNDS_MS, LatencyHistogram, PerfWindow
 
 
 def histogram(values) -> LatencyHistogram:
@@ -70,3 +70,57 @@ def test_a_snapshot_with_other_buckets_is_refused() -> None:
         LatencyHistogram.from_snapshot({"counts": [1, 2, 3], "sum_ms": 1.0})
     with pytest.raises(ValueError, match="quantile"):
         LatencyHistogram().quantile(1.5)
+
+
+# --- windows over perf heartbeats -----------------------------------------------------------
+
+
+def beat(at: float, *, latency: list[float], ticks: int, l1: int, l3: int, clients: int = 1,
+         start: float = 0.0) -> dict:  # fmt: skip
+    histogram = LatencyHistogram()
+    histogram.observe_many(latency)
+    return {
+        "at": at,
+        "process_metrics": {"start_time_seconds": start},
+        "delivery": {"clients": clients, "items_sent": len(latency), "conflated": 0,
+                     "latency_receive": histogram.snapshot(), "latency_exchange": {}},
+        "cache": {"hits": {"l1": l1, "l2": 0, "l3": l3, "l4": 0},
+                  "misses": {"l1": l3, "l2": 0, "l3": 0, "l4": 0}, "stale": 0, "missing": 0},
+        "feeds": {"ticks": {"fyers": ticks},
+                  "validation": {"checked": ticks, "flagged": ticks // 10},
+                  "publisher": {"offered": ticks, "conflated": ticks // 2}},
+    }  # fmt: skip
+
+
+def test_a_window_is_what_happened_since_the_previous_snapshot() -> None:
+    before = beat(100.0, latency=[5.0] * 10, ticks=1_000, l1=10, l3=90)
+    now = beat(160.0, latency=[5.0] * 10 + [150.0] * 30, ticks=7_000, l1=70, l3=90)
+    window = PerfWindow.build({"h:1": now}, {"h:1": before})
+    assert window.processes == 1 and window.seconds == 60.0
+    assert window.receive.total == 30 and window.receive.mean == 150.0  # only the new ones
+    assert window.tick_rates == {"fyers": 100.0}  # 6,000 ticks in 60 s
+    assert window.validation_rates["flagged"] == 10.0
+    assert window.lookups == 60 and window.cache_efficiency == 1.0  # 60 new lookups, all L1
+    assert window.hit_rates()["l1"] == 1.0 and window.hit_rates()["l3"] is None
+
+
+def test_processes_add_up_and_a_new_process_counts_from_its_start() -> None:
+    old = beat(160.0, latency=[10.0] * 20, ticks=600, l1=6, l3=4)
+    new = beat(160.0, latency=[30.0] * 20, ticks=300, l1=0, l3=10, start=130.0)
+    window = PerfWindow.build({"a:1": old, "b:2": new}, {"a:1": beat(100.0, latency=[], ticks=0,
+                                                                      l1=0, l3=0)})  # fmt: skip
+    assert window.processes == 2 and window.clients == 2
+    assert window.receive.total == 40 and window.receive.mean == 20.0
+    assert window.tick_rates["fyers"] == 600 / 60 + 300 / 30
+    assert window.cache_efficiency == 6 / 20
+
+
+def test_a_restarted_or_malformed_beat_does_not_break_the_window() -> None:
+    restarted = beat(200.0, latency=[8.0] * 5, ticks=50, l1=1, l3=0)
+    previous = beat(100.0, latency=[8.0] * 500, ticks=5_000, l1=100, l3=0)
+    junk = {"at": "soon", "delivery": {"latency_receive": {"counts": [1, 2]}}, "cache": None}
+    window = PerfWindow.build({"a:1": restarted, "junk": junk, "x": "not a beat"},
+                              {"a:1": previous})  # fmt: skip
+    assert window.receive.total == 5  # the counters went down: all of them are new
+    assert window.tick_rates["fyers"] == 0.5
+    assert window.processes == 2  # the junk one counted, contributing nothing

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from mdproject.celery import EmbeddedCelery
-from monitoring.models import Alert
+from monitoring.models import Alert, PerformanceAction, PerformanceReport
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,6 +34,8 @@ def test_setup_creates_the_schedules_once_and_keeps_operator_edits(sample_import
     assert tasks["Health check"].expire_seconds == 5
     assert tasks["Accuracy audit"].task == "validation.accuracy_audit"
     assert tasks["Accuracy audit"].interval.every == 60
+    assert tasks["Performance report"].task == "monitoring.performance_report"
+    assert tasks["Performance report"].interval.every == 60
     assert tasks["Retention"].task == "monitoring.retention"
     assert (tasks["Retention"].crontab.hour, tasks["Retention"].crontab.minute) == ("2", "30")
     assert "Scheduled periodic task: Health check" in output
@@ -51,20 +53,23 @@ def test_beat_sends_the_scheduled_tasks_and_the_worker_runs_them(sample_import) 
     # As an operator would in the admin: the audit every 2 s instead of every minute, so
     # that this test sees it run.
     fast, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.SECONDS)
-    PeriodicTask.objects.filter(name="Accuracy audit").update(interval=fast)
+    PeriodicTask.objects.filter(name__in=["Accuracy audit", "Performance report"]).update(
+        interval=fast
+    )
     ran: list[str] = []
     done = threading.Event()
 
     def on_postrun(sender=None, state=None, **kwargs) -> None:
         ran.append(f"{sender.name}:{state}")
-        if {"monitoring.health_check:SUCCESS", "validation.accuracy_audit:SUCCESS"} <= set(ran):
+        if {"monitoring.health_check:SUCCESS", "validation.accuracy_audit:SUCCESS",
+            "monitoring.performance_report:SUCCESS"} <= set(ran):  # fmt: skip
             done.set()
 
     task_postrun.connect(on_postrun, weak=False)
     celery = EmbeddedCelery(concurrency=2)
     celery.start()
     try:
-        # The health check every 5 s, the audit every 2 s.
+        # The health check every 5 s, the audit and the performance report every 2 s.
         assert done.wait(30), f"ran: {ran}"
         started = time.monotonic()
         while ran.count("monitoring.health_check:SUCCESS") < 2:
@@ -75,5 +80,9 @@ def test_beat_sends_the_scheduled_tasks_and_the_worker_runs_them(sample_import) 
         task_postrun.disconnect(on_postrun)
     assert PeriodicTask.objects.get(name="Health check").total_run_count >= 2
     assert "monitoring.retention:SUCCESS" not in ran  # daily at 02:30, not at start
-    # No feed worker runs here: the health check finds no connection and raises no alert.
+    # No feed worker runs here: the health check finds no connection and raises no alert;
+    # the performance reports have no process to add up and change nothing.
     assert not Alert.objects.exists()
+    report = PerformanceReport.objects.first()
+    assert report is not None and report.processes == 0 and report.deliveries == 0
+    assert not PerformanceAction.objects.exists()
