@@ -4,6 +4,7 @@ client, and a client that cannot keep up is cut off without holding anyone else 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 import pytest
@@ -206,3 +207,31 @@ async def test_clients_follow_the_preferred_provider_and_switch_when_it_falls_si
     assert sent == [("fyers", 1.0), ("fyers", 1.02), ("upstox", 1.04)]
     assert set(hub.latest["K"]) == {"fyers", "upstox"} and hub.standby_held == 2
     await hub.detach(1, f)
+
+
+async def test_every_sent_update_is_timed_from_receipt_and_from_the_exchange_stamp() -> None:
+    hub = FanoutHub()
+    client = Client()
+    feed = feed_for(client)
+    hub.user_state(1, LIMITS)
+    hub.attach(1, feed)
+    assert feed.stats is hub.stats  # the hub's, so the figures outlive the client
+    hub.subscribe(feed, ["NSE:SBIN", "NSE:INFY", "NSE:TCS"], Mode.LTP)
+    now_ns = time.time_ns()
+    hub.dispatch([
+        {**rec("NSE:SBIN", 1), "recv_ns": now_ns - 30_000_000,  # received 30 ms ago
+         "exchange_ts": now_ns // 1_000_000 - 1_000},  # stamped a second ago
+        {**rec("NSE:INFY", 2, "upstox"), "recv_ns": now_ns + 5_000_000_000},  # a clock ahead
+        {**rec("NSE:TCS", 3), "recv_ns": 0},  # no receive time: not timed
+    ])  # fmt: skip
+    await settle()
+    assert len(client.items()) == 3
+    snapshot = hub.perf_snapshot()
+    assert snapshot["clients"] == 1 and snapshot["subscriptions"] == 3
+    assert snapshot["items_sent"] == 3 and snapshot["messages_sent"] == 1
+    receive = hub.stats.receive
+    assert receive.total == 2
+    assert receive.counts[0] == 1  # the clock ahead counts as 0 ms, never below
+    assert 30 <= receive.sum_ms < 30 + 1_000  # the other one: 30 ms and the test's own time
+    [(provider, exchange)] = hub.stats.exchange.items()
+    assert provider == "fyers" and exchange.total == 1 and 1_000 <= exchange.sum_ms < 2_000
