@@ -45,13 +45,8 @@ class MonitorHub(Hub):
 
 @pytest.fixture(scope="module")
 def hub(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonitorHub]:
-    running = MonitorHub(tmp_path_factory.mktemp("hub"))
-    running.set_up()
-    running.start()
-    try:
+    with MonitorHub.running(tmp_path_factory.mktemp("hub")) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def open_monitor(page: Page, hub: MonitorHub) -> None:

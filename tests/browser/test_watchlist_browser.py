@@ -18,10 +18,11 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import pytest
 
-from tests.conftest import PYTHON, REPO_ROOT, free_port, subprocess_env
+from tests.conftest import PYTHON, REPO_ROOT, free_port, free_ports, subprocess_env
 
 with contextlib.suppress(ImportError):  # reported by the `browser` fixture (conftest)
     from playwright.sync_api import Browser, Locator, Page, expect
@@ -37,13 +38,25 @@ PRICE = re.compile(r"^\d[\d,]*\.\d{2,4}$")
 class Hub:
     """`manage.py runhub` in a subprocess, on its own var dir (SQLite, secret key, static)."""
 
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, var_dir: Path) -> Iterator[Self]:
+        """Set up, started, and stopped when the block ends."""
+        hub = cls(var_dir)
+        hub.set_up()
+        hub.start()
+        try:
+            yield hub
+        finally:
+            hub.stop()
+
     def __init__(self, var_dir: Path) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = var_dir / "hub.log"
         # The simulators' default ports are fixed (8765...): another hub on this machine, or
         # a test running beside this one, would hold them.
-        sim = [free_port() for _ in range(4)]
+        sim = free_ports(4)
         self.env = subprocess_env(
             MDHUB_VAR_DIR=str(var_dir),
             FYERS_API_URL=f"http://127.0.0.1:{sim[0]}",
@@ -116,13 +129,8 @@ class Hub:
 @pytest.fixture(scope="module")
 def hub(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     # Depends on `browser` so that a missing Chromium is reported before minutes of setup.
-    running = Hub(tmp_path_factory.mktemp("hub"))
-    running.set_up()
-    running.start()
-    try:
+    with Hub.running(tmp_path_factory.mktemp("hub")) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def log_in(page: Page, path: str) -> None:

@@ -34,6 +34,7 @@ from monitoring.models import (
 )
 from monitoring.selectors import MONITOR_ALERTS_SHOWN, NO_HEARTBEAT, monitor_state_get
 from tests.feeds.factories import instrument_make
+from tests.feeds.test_market_api import answer
 from validation.models import AccuracyAudit, SymbolValidation, ValidationOutcome
 
 PATH = "/ws/v1/monitor/"
@@ -303,14 +304,6 @@ async def _closed_with(socket: WebsocketCommunicator, within: float = 5.0) -> tu
             messages.append(json.loads(output["text"]))
 
 
-async def _next(socket: WebsocketCommunicator, type_: str, within: float = 5.0) -> dict:
-    async with asyncio.timeout(within):
-        while True:
-            message = await socket.receive_json_from(timeout=within)
-            if message["type"] == type_:
-                return message
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("user", "code"), [({}, 4001), ({"username": "trader"}, 4003)], ids=["anonymous", "not-staff"]
@@ -335,27 +328,27 @@ async def test_socket_pushes_the_state_to_staff_and_survives_bad_requests(heartb
     ok, _ = await socket.connect(timeout=5)
     assert ok
     try:
-        first = await _next(socket, "state")
+        first = await answer(socket, "state")
         conn = next(c for c in first["connections"] if c["name"] == LIVE)
         assert conn["state"] == "live" and conn["assigned"] == 2
 
         for bad in ("{not json", "[1, 2]", '"text"'):
             await socket.send_to(text_data=bad)
-            error = await _next(socket, "error")
+            error = await answer(socket, "error")
             assert error["code"] == "malformed_request"
         await socket.send_to(bytes_data=b"\x00\x01")
-        assert (await _next(socket, "error"))["code"] == "malformed_request"
+        assert (await answer(socket, "error"))["code"] == "malformed_request"
         await socket.send_json_to({"action": "dance", "id": 7})
-        unknown = await _next(socket, "error")
+        unknown = await answer(socket, "error")
         assert unknown["code"] == "unknown_action" and unknown["id"] == 7
         await socket.send_json_to({"action": "ping", "id": 8})
-        assert (await _next(socket, "pong"))["id"] == 8
+        assert (await answer(socket, "pong"))["id"] == 8
 
         # Still pushing, with what changed since: a newer heartbeat of the connection.
         await sync_to_async(_write_beats)({LIVE: _beat(LIVE, state="down", ticks=150)}, ttl=60)
         deadline = time.monotonic() + 5
         while True:
-            state = await _next(socket, "state")
+            state = await answer(socket, "state")
             conn = next(c for c in state["connections"] if c["name"] == LIVE)
             if conn["state"] == "down":
                 break
