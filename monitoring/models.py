@@ -138,8 +138,10 @@ class PerformanceReport(models.Model):
     validation = models.JSONField(default=dict, blank=True, help_text="checked, flagged, ... /s")
     conflation = models.JSONField(default=dict, blank=True)
     tuning = models.JSONField(default=dict, blank=True, help_text="Settings in force after it.")
-    # Each process's cumulative counters as reported: the next window starts from these.
+    # Each process's cumulative counters as reported, and each connection's tick count and
+    # heartbeat time: the next window starts from these.
     snapshots = models.JSONField(default=dict, blank=True)
+    connection_ticks = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

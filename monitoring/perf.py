@@ -265,3 +265,26 @@ class PerfWindow:
                 else None
             ),
         }
+
+
+def connection_tick_counters(beats: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Each connection heartbeat's cumulative ticks and its time, for the next window."""
+    return {
+        str(name): {"ticks": _num(beat, "ticks"), "at": _num(beat, "at")}
+        for name, beat in beats.items()
+        if isinstance(beat, Mapping)
+    }
+
+
+def connection_tick_rates(
+    now: Mapping[str, Mapping[str, float]], before: Mapping[str, Any]
+) -> dict[str, float]:
+    """Ticks/s per connection between two sets of ``connection_tick_counters``; a connection
+    not seen before, or whose count went down (a new worker holds it), waits for the next."""
+    rates: dict[str, float] = {}
+    for name, counters in now.items():
+        earlier = before.get(name)
+        span = counters["at"] - _num(earlier, "at")
+        if isinstance(earlier, Mapping) and span > 0 and counters["ticks"] >= earlier["ticks"]:
+            rates[name] = (counters["ticks"] - _num(earlier, "ticks")) / span
+    return rates

@@ -42,7 +42,7 @@ from monitoring.models import (
     PerformanceAction,
     PerformanceReport,
 )
-from monitoring.perf import PerfWindow
+from monitoring.perf import PerfWindow, connection_tick_counters, connection_tick_rates
 from monitoring.runtime import PERF_KIND, TUNING_IDENT, TUNING_KIND
 from monitoring.tuning import REVERT, Figures, Pending, TuningLimits, tuning_decide
 
@@ -450,10 +450,10 @@ def performance_report_run(*, limits: TuningLimits | None = None) -> Performance
         now=now.timestamp(),
         limits=limits,
     )
-    ticks_by_connection = {
-        name: round(float(info.get("messages_per_second") or 0.0), 1)
-        for name, info in sorted(view.connections.items())
-    }
+    connection_ticks = connection_tick_counters(view.connections)
+    ticks_by_connection = connection_tick_rates(
+        connection_ticks, previous.connection_ticks if previous else {}
+    )
     with transaction.atomic():
         report = PerformanceReport.objects.create(
             created_at=now,
@@ -468,7 +468,7 @@ def performance_report_run(*, limits: TuningLimits | None = None) -> Performance
             exchange_latency={p: h.summary() for p, h in sorted(window.exchange.items())},
             ticks_per_second=round(sum(window.tick_rates.values()), 1),
             ticks_by_provider={p: round(r, 1) for p, r in sorted(window.tick_rates.items())},
-            ticks_by_connection=ticks_by_connection,
+            ticks_by_connection={n: round(r, 1) for n, r in sorted(ticks_by_connection.items())},
             lookups=window.lookups,
             cache_efficiency=_rounded(window.cache_efficiency, 4),
             cache_hit_rates={k: _rounded(v, 4) for k, v in window.hit_rates().items()},
@@ -479,6 +479,7 @@ def performance_report_run(*, limits: TuningLimits | None = None) -> Performance
                 ident: {k: v for k, v in beat.items() if k != "process_metrics"}
                 for ident, beat in view.perf.items()
             },
+            connection_ticks=connection_ticks,
         )
         for judgement in decision.judgements:
             PerformanceAction.objects.filter(pk=judgement.ident).update(

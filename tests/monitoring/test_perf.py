@@ -6,7 +6,13 @@ import random
 
 import pytest
 
-from monitoring.perf import BOUNDS_MS, LatencyHistogram, PerfWindow
+from monitoring.perf import (
+    BOUNDS_MS,
+    LatencyHistogram,
+    PerfWindow,
+    connection_tick_counters,
+    connection_tick_rates,
+)
 
 
 def histogram(values) -> LatencyHistogram:
@@ -124,3 +130,17 @@ def test_a_restarted_or_malformed_beat_does_not_break_the_window() -> None:
     assert window.receive.total == 5  # the counters went down: all of them are new
     assert window.tick_rates["fyers"] == 0.5
     assert window.processes == 2  # the junk one counted, contributing nothing
+
+
+def test_ticks_per_connection_come_from_the_tick_counters_between_two_reports() -> None:
+    before = connection_tick_counters({
+        "fyers:primary:0": {"ticks": 1_000, "at": 100.0},
+        "upstox:primary:0": {"ticks": 9_000, "at": 100.0},
+    })  # fmt: skip
+    now = connection_tick_counters({
+        "fyers:primary:0": {"ticks": 4_000, "at": 160.0},  # 3,000 in 60 s
+        "upstox:primary:0": {"ticks": 50, "at": 160.0},  # went down: another worker took it
+        "fyers:primary:1": {"ticks": 700, "at": 160.0},  # new since the last report
+        "broken": "not a beat",
+    })  # fmt: skip
+    assert connection_tick_rates(now, before) == {"fyers:primary:0": 50.0}
