@@ -277,14 +277,36 @@ def connection_tick_counters(beats: Mapping[str, Any]) -> dict[str, dict[str, fl
 
 
 def connection_tick_rates(
-    now: Mapping[str, Mapping[str, float]], before: Mapping[str, Any]
+    now: Mapping[str, Mapping[str, float]],
+    before: Mapping[str, Any],
+    *,
+    held: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """Ticks/s per connection between two sets of ``connection_tick_counters``; a connection
-    not seen before, or whose count went down (a new worker holds it), waits for the next."""
+    not seen before, or whose count went down (a new worker holds it), waits for the next.
+    A connection whose heartbeat has not changed since (two reports within one beat) keeps
+    its rate in ``held``, the previous report's."""
     rates: dict[str, float] = {}
     for name, counters in now.items():
         earlier = before.get(name)
+        if not isinstance(earlier, Mapping):
+            continue
         span = counters["at"] - _num(earlier, "at")
-        if isinstance(earlier, Mapping) and span > 0 and counters["ticks"] >= earlier["ticks"]:
+        if span == 0 and held and name in held:
+            rates[name] = held[name]
+        elif span > 0 and counters["ticks"] >= _num(earlier, "ticks"):
             rates[name] = (counters["ticks"] - _num(earlier, "ticks")) / span
     return rates
+
+
+def connection_tick_base(
+    now: Mapping[str, Mapping[str, float]], before: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The counters the next window starts from: the earlier ones for a connection whose
+    heartbeat has not changed, so that its next rate spans the whole time."""
+    return {
+        name: before[name]
+        if isinstance(before.get(name), Mapping) and _num(before[name], "at") == counters["at"]
+        else counters
+        for name, counters in now.items()
+    }

@@ -42,7 +42,12 @@ from monitoring.models import (
     PerformanceAction,
     PerformanceReport,
 )
-from monitoring.perf import PerfWindow, connection_tick_counters, connection_tick_rates
+from monitoring.perf import (
+    PerfWindow,
+    connection_tick_base,
+    connection_tick_counters,
+    connection_tick_rates,
+)
 from monitoring.runtime import PERF_KIND, TUNING_IDENT, TUNING_KIND
 from monitoring.tuning import REVERT, Figures, Pending, TuningLimits, tuning_decide
 
@@ -450,10 +455,12 @@ def performance_report_run(*, limits: TuningLimits | None = None) -> Performance
         now=now.timestamp(),
         limits=limits,
     )
-    connection_ticks = connection_tick_counters(view.connections)
+    counted = connection_tick_counters(view.connections)
+    counted_before = previous.connection_ticks if previous else {}
     ticks_by_connection = connection_tick_rates(
-        connection_ticks, previous.connection_ticks if previous else {}
+        counted, counted_before, held=previous.ticks_by_connection if previous else None
     )
+    connection_ticks = connection_tick_base(counted, counted_before)
     with transaction.atomic():
         report = PerformanceReport.objects.create(
             created_at=now,

@@ -10,6 +10,7 @@ from monitoring.perf import (
     BOUNDS_MS,
     LatencyHistogram,
     PerfWindow,
+    connection_tick_base,
     connection_tick_counters,
     connection_tick_rates,
 )
@@ -144,3 +145,14 @@ def test_ticks_per_connection_come_from_the_tick_counters_between_two_reports() 
         "broken": "not a beat",
     })  # fmt: skip
     assert connection_tick_rates(now, before) == {"fyers:primary:0": 50.0}
+
+
+def test_two_reports_within_one_heartbeat_keep_the_rate_and_the_base() -> None:
+    before = connection_tick_counters({"fyers:primary:0": {"ticks": 1_000, "at": 100.0}})
+    same = connection_tick_counters({"fyers:primary:0": {"ticks": 1_000, "at": 100.0}})
+    assert connection_tick_rates(same, before, held={"fyers:primary:0": 42.0}) == {
+        "fyers:primary:0": 42.0
+    }
+    assert connection_tick_base(same, before) == before
+    later = connection_tick_counters({"fyers:primary:0": {"ticks": 1_600, "at": 110.0}})
+    assert connection_tick_base(later, before) == later
